@@ -1,0 +1,75 @@
+//! The flags every step's binary takes, binding with a clear message, and
+//! the log output participants watch.
+
+use std::io;
+
+use tokio::net::TcpListener;
+
+use crate::feed::DEFAULT_CAPACITY;
+use crate::page::Step;
+
+/// Where a step listens and how much history it keeps.
+#[derive(Debug, clap::Args)]
+pub struct Server {
+    /// The address to listen on. Use 0.0.0.0 to let other machines in the
+    /// room connect.
+    #[arg(long, env = "HOST", default_value = "127.0.0.1")]
+    pub host: String,
+    /// The port to listen on (default: the step's own, 3001 for step 01...).
+    #[arg(long, env = "PORT")]
+    pub port: Option<u16>,
+    /// How many items the feed keeps.
+    #[arg(long, default_value_t = DEFAULT_CAPACITY)]
+    pub history: usize,
+}
+
+impl Server {
+    /// Binds the step's port and prints where to open it.
+    pub async fn bind(&self, step: &Step) -> io::Result<TcpListener> {
+        bind(&self.host, self.port.unwrap_or(step.port), step).await
+    }
+}
+
+/// Binds `host:port` for `step`, turning "address in use" into a message
+/// that says what to do about it.
+pub async fn bind(host: &str, port: u16, step: &Step) -> io::Result<TcpListener> {
+    let listener = TcpListener::bind((host, port)).await.map_err(|error| {
+        let hint = if error.kind() == io::ErrorKind::AddrInUse {
+            format!(
+                "port {port} is already in use (another copy of this step, or the launcher?); \
+                 stop it or choose another port with --port"
+            )
+        } else {
+            format!("cannot listen on {host}:{port}")
+        };
+        io::Error::new(error.kind(), format!("{}: {hint}: {error}", step.slug))
+    })?;
+    let address = listener.local_addr()?;
+    tracing::info!(
+        "{} {} listening on http://{address}/",
+        step.number,
+        step.name
+    );
+    Ok(listener)
+}
+
+/// Logs to the terminal: one line per request or socket event, at `info`
+/// unless `RUST_LOG` says otherwise (for example `RUST_LOG=debug`, or
+/// `RUST_LOG=info,hyper=debug`).
+pub fn init_logging() {
+    use tracing_subscriber::filter::LevelFilter;
+    use tracing_subscriber::filter::Targets;
+    use tracing_subscriber::prelude::*;
+
+    let filter = std::env::var("RUST_LOG")
+        .ok()
+        .and_then(|spec| spec.parse::<Targets>().ok())
+        .unwrap_or_else(|| Targets::new().with_default(LevelFilter::INFO));
+    let _already_set_is_fine = tracing_subscriber::registry()
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_target(false)
+                .with_filter(filter),
+        )
+        .try_init();
+}

@@ -1,0 +1,87 @@
+//! `application/x-www-form-urlencoded`: how a `<form>` sends its fields, in
+//! a POST body or in the query string of a GET.
+//!
+//! `title=Hello+world&body=caf%C3%A9` means title "Hello world", body
+//! "café": `+` is a space and `%XX` is one byte. The bytes must then be
+//! UTF-8; a form that sends anything else gets an error, not a guess (a
+//! lenient decoder would quietly store `�` in place of the bad bytes).
+
+use percent_encoding::percent_decode;
+
+/// The fields of a form, in the order they were sent.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Fields(Vec<(String, String)>);
+
+/// A form whose bytes are not UTF-8 once decoded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NotUtf8;
+
+impl std::fmt::Display for NotUtf8 {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("the form data is not valid UTF-8 text")
+    }
+}
+
+impl Fields {
+    /// Decodes `a=1&b=2` (a body, or a query string without the `?`).
+    pub fn parse(input: &[u8]) -> Result<Fields, NotUtf8> {
+        let mut fields = Vec::new();
+        for pair in input.split(|&byte| byte == b'&') {
+            if pair.is_empty() {
+                continue;
+            }
+            let (name, value) = match pair.iter().position(|&byte| byte == b'=') {
+                Some(at) => (&pair[..at], &pair[at + 1..]),
+                None => (pair, &[][..]),
+            };
+            fields.push((decode(name)?, decode(value)?));
+        }
+        Ok(Fields(fields))
+    }
+
+    /// The first value sent for `name`.
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|(field, _)| field == name)
+            .map(|(_, value)| value.as_str())
+    }
+}
+
+fn decode(raw: &[u8]) -> Result<String, NotUtf8> {
+    let spaced: Vec<u8> = raw
+        .iter()
+        .map(|&byte| if byte == b'+' { b' ' } else { byte })
+        .collect();
+    percent_decode(&spaced)
+        .decode_utf8()
+        .map(|text| text.into_owned())
+        .map_err(|_| NotUtf8)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decodes_plus_percent_and_utf8() {
+        let fields = Fields::parse(b"title=Hello+world&body=caf%C3%A9+%26+more&empty=&flag").unwrap();
+        assert_eq!(fields.get("title"), Some("Hello world"));
+        assert_eq!(fields.get("body"), Some("café & more"));
+        assert_eq!(fields.get("empty"), Some(""));
+        assert_eq!(fields.get("flag"), Some(""));
+        assert_eq!(fields.get("missing"), None);
+    }
+
+    #[test]
+    fn the_first_of_repeated_fields_wins() {
+        let fields = Fields::parse(b"q=one&q=two").unwrap();
+        assert_eq!(fields.get("q"), Some("one"));
+    }
+
+    #[test]
+    fn invalid_utf8_is_an_error_not_a_replacement_character() {
+        assert_eq!(Fields::parse(b"title=%FF%FE"), Err(NotUtf8));
+        assert_eq!(Fields::parse(b"title=\xff"), Err(NotUtf8));
+    }
+}

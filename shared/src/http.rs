@@ -1,0 +1,369 @@
+//! HTTP plumbing every step uses the same way, so that a step's `lib.rs` is
+//! about its transport and nothing else.
+//!
+//! The accept loop is the one from hyper's own examples: accept a TCP
+//! connection, wrap it in `TokioIo` (hyper speaks its own IO traits), spawn a
+//! task that serves HTTP/1.1 on it. On top of that: one log line per request,
+//! and a graceful shutdown that stops accepting, lets requests in flight
+//! finish for a moment, then closes what is left.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::pin::pin;
+use std::sync::Arc;
+use std::time::Duration;
+use std::time::Instant;
+
+use bytes::Bytes;
+use http_body_util::BodyExt;
+use http_body_util::Full;
+use http_body_util::Limited;
+use hyper::HeaderMap;
+use hyper::Request;
+use hyper::StatusCode;
+use hyper::body::Incoming;
+use hyper::header;
+use hyper::header::HeaderName;
+use hyper::header::HeaderValue;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use hyper_util::rt::TokioTimer;
+use serde::Serialize;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+/// Every response body in the workshop is one buffer: pages, JSON, assets.
+pub type Body = Full<Bytes>;
+/// The response type of every handler.
+pub type Response = hyper::Response<Body>;
+
+/// How long requests in flight may take to finish once shutdown starts.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
+/// How long a client may take to send a request's headers. Also closes
+/// keep-alive connections that sit idle that long, and stops a client that
+/// opens a connection and sends nothing from holding it forever.
+const HEADER_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A signal that the server is stopping. Clones share the signal: the
+/// accept loop, every connection, every long poll and every socket can wait
+/// on it.
+#[derive(Clone, Debug)]
+pub struct Shutdown {
+    signal: Arc<watch::Sender<bool>>,
+}
+
+impl Default for Shutdown {
+    fn default() -> Self {
+        Shutdown::new()
+    }
+}
+
+impl Shutdown {
+    /// A signal that fires only when [`Shutdown::trigger`] is called.
+    pub fn new() -> Shutdown {
+        Shutdown {
+            signal: Arc::new(watch::Sender::new(false)),
+        }
+    }
+
+    /// A signal that fires on Ctrl-C (or SIGINT).
+    pub fn on_ctrl_c() -> Shutdown {
+        let shutdown = Shutdown::new();
+        let trigger = shutdown.clone();
+        tokio::spawn(async move {
+            if tokio::signal::ctrl_c().await.is_ok() {
+                tracing::info!("Ctrl-C: shutting down");
+                trigger.trigger();
+            }
+        });
+        shutdown
+    }
+
+    /// Starts the shutdown; calling it again does nothing.
+    pub fn trigger(&self) {
+        self.signal.send_replace(true);
+    }
+
+    pub fn is_triggered(&self) -> bool {
+        *self.signal.borrow()
+    }
+
+    /// Resolves once the shutdown has started (at once if it already has).
+    pub async fn wait(&self) {
+        let mut receiver = self.signal.subscribe();
+        // The sender lives in `self`, so the channel cannot close under us.
+        let _ = receiver.wait_for(|&stopping| stopping).await;
+    }
+}
+
+/// Serves HTTP/1.1 on `listener` with `handler` until `shutdown` fires.
+///
+/// Connections are served `with_upgrades()`, so that a handler can turn one
+/// into a WebSocket (step 04): after the 101 answer hyper hands the raw
+/// connection back instead of closing it.
+pub async fn serve<H, F>(listener: TcpListener, shutdown: Shutdown, handler: H) -> io::Result<()>
+where
+    H: Fn(Request<Incoming>) -> F + Clone + Send + Sync + 'static,
+    F: Future<Output = Response> + Send + 'static,
+{
+    let mut connections = JoinSet::new();
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(error) => {
+                    // Usually "too many open files": wait for some to close
+                    // instead of spinning on the error.
+                    tracing::warn!(%error, "cannot accept a connection");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            Some(_) = connections.join_next() => continue,
+            () = shutdown.wait() => break,
+        };
+        // Small writes (a news item, a WebSocket frame) go out at once
+        // instead of waiting to be merged with the next one.
+        let _ = stream.set_nodelay(true);
+        let handler = handler.clone();
+        let shutdown = shutdown.clone();
+        connections.spawn(async move {
+            let service = service_fn(move |request| logged(handler.clone(), request));
+            let mut builder = http1::Builder::new();
+            builder
+                .timer(TokioTimer::new())
+                .header_read_timeout(HEADER_TIMEOUT);
+            let connection = builder
+                .serve_connection(TokioIo::new(stream), service)
+                .with_upgrades();
+            let mut connection = pin!(connection);
+            let result = tokio::select! {
+                result = connection.as_mut() => result,
+                () = shutdown.wait() => {
+                    // Finish the request in progress, then close.
+                    connection.as_mut().graceful_shutdown();
+                    connection.await
+                }
+            };
+            if let Err(error) = result {
+                log_connection_error(peer, &error);
+            }
+        });
+    }
+
+    drop(listener);
+    let drained = tokio::time::timeout(SHUTDOWN_GRACE, async {
+        while connections.join_next().await.is_some() {}
+    })
+    .await;
+    if drained.is_err() {
+        tracing::warn!(
+            left = connections.len(),
+            "closing connections still busy after {SHUTDOWN_GRACE:?}"
+        );
+        connections.shutdown().await;
+    }
+    Ok(())
+}
+
+/// Runs the handler and writes the one log line a participant watches:
+/// `GET /news?since=41 200 OK 0.3 ms`.
+async fn logged<H, F>(handler: H, request: Request<Incoming>) -> Result<Response, Infallible>
+where
+    H: Fn(Request<Incoming>) -> F,
+    F: Future<Output = Response>,
+{
+    let started = Instant::now();
+    let method = request.method().clone();
+    let target = request.uri().path_and_query().map(|pq| pq.to_string());
+    let response = handler(request).await;
+    let elapsed = started.elapsed().as_secs_f64() * 1000.0;
+    tracing::info!(
+        "{method} {} {} {elapsed:.1} ms",
+        target.as_deref().unwrap_or("/"),
+        response.status()
+    );
+    Ok(response)
+}
+
+fn log_connection_error(peer: SocketAddr, error: &hyper::Error) {
+    // A browser closing a keep-alive connection, a header timeout, a client
+    // that hung up mid-request: normal life on the web, not worth a warning.
+    if error.is_incomplete_message() || error.is_timeout() || error.is_closed() {
+        tracing::debug!(%peer, %error, "connection ended");
+    } else {
+        tracing::warn!(%peer, %error, "connection failed");
+    }
+}
+
+/// Why a request body could not be read.
+#[derive(Debug, PartialEq, Eq)]
+pub enum BodyError {
+    /// Larger than the limit: answer 413 Payload Too Large.
+    TooLarge,
+    /// The client hung up or sent a broken body: answer 400 (if anyone is
+    /// still listening).
+    Broken,
+}
+
+/// Reads a whole request body, refusing it as soon as it grows past `limit`
+/// bytes. A `Content-Length` over the limit is refused before reading a
+/// byte.
+pub async fn read_body(request: Request<Incoming>, limit: usize) -> Result<Bytes, BodyError> {
+    let declared = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|value| value.to_str().ok()?.parse::<u64>().ok());
+    if declared.is_some_and(|length| length > limit as u64) {
+        return Err(BodyError::TooLarge);
+    }
+    match Limited::new(request.into_body(), limit).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(error) if error.is::<http_body_util::LengthLimitError>() => Err(BodyError::TooLarge),
+        Err(_) => Err(BodyError::Broken),
+    }
+}
+
+/// Is this request allowed to change something here?
+///
+/// Browsers send `Origin` with every POST and every WebSocket handshake,
+/// naming the page that made the request. A page from another site may
+/// submit a form to us (that is how cross-site request forgery works), but it
+/// cannot lie about its origin. So: no `Origin` at all (curl, an old
+/// browser) is fine; an `Origin` must name this very server
+/// (`http://` + the `Host` the request was sent to); anything else,
+/// including `null` from sandboxed frames, is refused.
+pub fn same_origin(headers: &HeaderMap) -> bool {
+    let Some(origin) = headers.get(header::ORIGIN) else {
+        return true;
+    };
+    let Some(host) = headers.get(header::HOST) else {
+        return false;
+    };
+    origin
+        .as_bytes()
+        .strip_prefix(b"http://")
+        .is_some_and(|rest| rest.eq_ignore_ascii_case(host.as_bytes()))
+}
+
+/// Does the request's `Content-Type` name this media type (parameters such
+/// as `; charset=utf-8` aside)?
+pub fn has_content_type(headers: &HeaderMap, media_type: &str) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.split(';').next())
+        .is_some_and(|essence| essence.trim().eq_ignore_ascii_case(media_type))
+}
+
+/// A response with a body and its content type.
+pub fn response(status: StatusCode, content_type: &'static str, body: impl Into<Bytes>) -> Response {
+    let mut response = hyper::Response::new(Full::new(body.into()));
+    *response.status_mut() = status;
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    response
+}
+
+/// An HTML page.
+pub fn html(status: StatusCode, page: String) -> Response {
+    response(status, "text/html; charset=utf-8", page)
+}
+
+/// A JSON answer.
+pub fn json(status: StatusCode, value: &impl Serialize) -> Response {
+    match serde_json::to_vec(value) {
+        Ok(body) => response(status, "application/json", body),
+        Err(error) => {
+            tracing::error!(%error, "cannot serialize a JSON answer");
+            response(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "application/json",
+                r#"{"error":"internal error"}"#,
+            )
+        }
+    }
+}
+
+/// `{"error": "..."}` with a status: what JSON clients get for a bad request.
+pub fn json_error(status: StatusCode, message: &str) -> Response {
+    json(status, &serde_json::json!({ "error": message }))
+}
+
+/// 303 See Other: "the answer is over there, go GET it". After a form
+/// POST this is what keeps the reload button from posting twice
+/// (Post/Redirect/Get): the page the browser ends up on came from a GET.
+pub fn see_other(location: &str) -> Response {
+    let mut response = hyper::Response::new(Full::default());
+    *response.status_mut() = StatusCode::SEE_OTHER;
+    if let Ok(location) = HeaderValue::from_str(location) {
+        response.headers_mut().insert(header::LOCATION, location);
+    }
+    response
+}
+
+/// Adds a header to a response, for the few answers that need one more
+/// (`Allow` on a 405, `Retry-After` on a 503, `ETag`, ...).
+pub fn with_header(mut response: Response, name: HeaderName, value: &str) -> Response {
+    match HeaderValue::from_str(value) {
+        Ok(value) => {
+            response.headers_mut().insert(name, value);
+        }
+        Err(error) => tracing::error!(%error, %name, "invalid header value"),
+    }
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(HeaderName, &str)]) -> HeaderMap {
+        pairs
+            .iter()
+            .map(|(name, value)| (name.clone(), HeaderValue::from_str(value).unwrap()))
+            .collect()
+    }
+
+    #[test]
+    fn origin_must_be_this_server_when_present() {
+        let host = (header::HOST, "127.0.0.1:3001");
+        assert!(same_origin(&headers(&[host.clone()])));
+        assert!(same_origin(&headers(&[
+            host.clone(),
+            (header::ORIGIN, "http://127.0.0.1:3001")
+        ])));
+        assert!(!same_origin(&headers(&[
+            host.clone(),
+            (header::ORIGIN, "http://127.0.0.1:3002")
+        ])));
+        assert!(!same_origin(&headers(&[
+            host.clone(),
+            (header::ORIGIN, "http://evil.example")
+        ])));
+        assert!(!same_origin(&headers(&[host, (header::ORIGIN, "null")])));
+        assert!(!same_origin(&headers(&[(
+            header::ORIGIN,
+            "http://127.0.0.1:3001"
+        )])));
+    }
+
+    #[test]
+    fn content_type_ignores_parameters_and_case() {
+        let form = "application/x-www-form-urlencoded";
+        assert!(has_content_type(
+            &headers(&[(header::CONTENT_TYPE, "Application/X-WWW-Form-Urlencoded; charset=UTF-8")]),
+            form
+        ));
+        assert!(!has_content_type(
+            &headers(&[(header::CONTENT_TYPE, "text/plain")]),
+            form
+        ));
+        assert!(!has_content_type(&HeaderMap::new(), form));
+    }
+}

@@ -1,0 +1,24 @@
+//! What every step of the realtime workshop shares, so that the step crates
+//! can be about their transport and nothing else.
+//!
+//! - [`news`]: a news item, and the rules a new post must follow.
+//! - [`feed`]: the feed itself: bounded history, cursors, resets, waiting
+//!   for the next item (long polling) and push subscriptions (WebSocket).
+//! - [`http`]: the accept loop, graceful shutdown, body limits, the Origin
+//!   check, response helpers and the one log line per request.
+//! - [`form`]: decoding `application/x-www-form-urlencoded`.
+//! - [`page`]: the steps, the layout, the listing and the post form that
+//!   the shared templates (`shared/templates`) render.
+//! - [`assets`]: the stylesheet and scripts every step serves.
+//! - [`cli`]: the flags every step's binary takes, and logging.
+
+pub mod assets;
+pub mod cli;
+pub mod feed;
+pub mod form;
+pub mod http;
+pub mod news;
+pub mod page;
+
+pub use feed::Feed;
+pub use http::Shutdown;

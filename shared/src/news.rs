@@ -1,0 +1,193 @@
+//! A news item, and the rules a new post must follow.
+//!
+//! The rules live here, once, so that every step (a form in 01, JSON in 02,
+//! a WebSocket message in 04) rejects exactly the same input with exactly the
+//! same words.
+
+use std::collections::BTreeMap;
+use std::time::SystemTime;
+
+use serde::Deserialize;
+use serde::Serialize;
+
+/// Longest title, in characters (not bytes: "é" is one character, two bytes).
+pub const TITLE_MAX: usize = 120;
+/// Longest body, in characters.
+pub const BODY_MAX: usize = 2000;
+
+/// One item of the feed, as stored and as sent to browsers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NewsItem {
+    /// Strictly increasing. A client remembers the last id it has seen and
+    /// asks for what came after it: the id doubles as a cursor.
+    pub id: u64,
+    pub title: String,
+    pub body: String,
+    /// When the feed accepted the item, sent as RFC 3339 (`2026-11-26T09:30:00Z`).
+    #[serde(with = "rfc3339")]
+    pub posted_at: SystemTime,
+}
+
+impl NewsItem {
+    /// `2026-11-26T09:30:00Z`, for `<time datetime>` and JSON.
+    pub fn iso_time(&self) -> String {
+        humantime::format_rfc3339_seconds(self.posted_at).to_string()
+    }
+
+    /// `09:30 UTC`, what a person reads next to the title. The server cannot
+    /// know the reader's time zone; pages with JavaScript may localize it.
+    pub fn short_time(&self) -> String {
+        let iso = self.iso_time();
+        format!("{} UTC", &iso[11..16])
+    }
+}
+
+/// A post that passed validation: trimmed, line endings normalized.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewPost {
+    pub title: String,
+    pub body: String,
+}
+
+/// What was wrong with a post, per field (`"title"`, `"body"`), in words a
+/// person understands. Serializes as `{"title": "..."}`.
+pub type FieldErrors = BTreeMap<&'static str, String>;
+
+/// Checks a post the way every step does: title 1-120 characters after
+/// trimming, body 0-2000, no control characters except line breaks in the
+/// body. Browsers send line breaks in a `<textarea>` as CRLF; they are stored
+/// as LF.
+pub fn validate(title: &str, body: &str) -> Result<NewPost, FieldErrors> {
+    let title = title.trim();
+    let body = body.replace("\r\n", "\n");
+    let body = body.trim();
+    let mut errors = FieldErrors::new();
+
+    let title_len = title.chars().count();
+    if title_len == 0 {
+        errors.insert("title", "Please give your news a title.".into());
+    } else if title_len > TITLE_MAX {
+        errors.insert(
+            "title",
+            format!("The title is {title_len} characters long; the limit is {TITLE_MAX}."),
+        );
+    } else if title.chars().any(char::is_control) {
+        errors.insert(
+            "title",
+            "The title must be one line of text, without tabs or line breaks.".into(),
+        );
+    }
+
+    let body_len = body.chars().count();
+    if body_len > BODY_MAX {
+        errors.insert(
+            "body",
+            format!("The text is {body_len} characters long; the limit is {BODY_MAX}."),
+        );
+    } else if body.chars().any(|c| c.is_control() && c != '\n') {
+        errors.insert(
+            "body",
+            "The text may contain line breaks, but no tabs or other control characters.".into(),
+        );
+    }
+
+    if errors.is_empty() {
+        Ok(NewPost {
+            title: title.to_owned(),
+            body: body.to_owned(),
+        })
+    } else {
+        Err(errors)
+    }
+}
+
+/// `posted_at` as an RFC 3339 string in JSON, whole seconds, UTC.
+mod rfc3339 {
+    use std::time::SystemTime;
+
+    use serde::Deserialize;
+    use serde::Deserializer;
+    use serde::Serializer;
+
+    pub fn serialize<S: Serializer>(time: &SystemTime, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(&humantime::format_rfc3339_seconds(*time))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<SystemTime, D::Error> {
+        let text = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        humantime::parse_rfc3339(&text).map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accepts_a_normal_post_and_trims_it() {
+        let post = validate("  Rust 2024 is out \n", "It brings\r\nnew things. ").unwrap();
+        assert_eq!(post.title, "Rust 2024 is out");
+        assert_eq!(post.body, "It brings\nnew things.");
+    }
+
+    #[test]
+    fn an_empty_body_is_fine() {
+        assert_eq!(validate("Short", "").unwrap().body, "");
+    }
+
+    #[test]
+    fn a_missing_title_is_explained() {
+        let errors = validate("   ", "body").unwrap_err();
+        assert_eq!(errors["title"], "Please give your news a title.");
+        assert!(!errors.contains_key("body"));
+    }
+
+    #[test]
+    fn limits_count_characters_not_bytes() {
+        // 120 two-byte characters: 240 bytes, still within the limit.
+        assert!(validate(&"é".repeat(120), "").is_ok());
+        let errors = validate(&"é".repeat(121), "").unwrap_err();
+        assert_eq!(
+            errors["title"],
+            "The title is 121 characters long; the limit is 120."
+        );
+        assert!(validate("t", &"ü".repeat(2000)).is_ok());
+        let errors = validate("t", &"ü".repeat(2001)).unwrap_err();
+        assert_eq!(
+            errors["body"],
+            "The text is 2001 characters long; the limit is 2000."
+        );
+    }
+
+    #[test]
+    fn control_characters_are_refused_but_body_line_breaks_are_kept() {
+        assert!(validate("a\u{7}b", "").unwrap_err().contains_key("title"));
+        assert!(validate("a\nb", "").unwrap_err().contains_key("title"));
+        assert!(validate("a", "tab\there").unwrap_err().contains_key("body"));
+        assert!(validate("a", "nul\0").unwrap_err().contains_key("body"));
+        assert_eq!(validate("a", "one\ntwo").unwrap().body, "one\ntwo");
+    }
+
+    #[test]
+    fn both_fields_are_reported_at_once() {
+        let errors = validate("", &"x".repeat(2001)).unwrap_err();
+        assert_eq!(errors.len(), 2);
+    }
+
+    #[test]
+    fn items_travel_as_json_with_an_rfc3339_time() {
+        let item = NewsItem {
+            id: 7,
+            title: "t".into(),
+            body: "b".into(),
+            posted_at: SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_795_000_000),
+        };
+        let json = serde_json::to_string(&item).unwrap();
+        assert_eq!(
+            json,
+            r#"{"id":7,"title":"t","body":"b","posted_at":"2026-11-18T11:06:40Z"}"#
+        );
+        assert_eq!(serde_json::from_str::<NewsItem>(&json).unwrap(), item);
+        assert_eq!(item.short_time(), "11:06 UTC");
+    }
+}

@@ -1,1 +1,187 @@
+//! # Step 01 · Form POST: the web before JavaScript
+//!
+//! In the first decade of the web a page was a document. The only way to
+//! change what you saw was to load another one: follow a link, or submit a
+//! form. This step serves the news feed exactly like that, with no
+//! JavaScript at all:
+//!
+//! - `GET /` renders the whole page: the post form, a search form, the
+//!   latest 50 items and a link to older ones. `?q=` searches,
+//!   `?before=ID` pages back, `?refresh=N` asks the browser to reload the
+//!   page every N seconds (the "live" page of the 1990s).
+//! - `POST /news` takes the form. A valid post answers `303 See Other` to
+//!   `/`, and the browser loads the page again with the new item on it.
+//!   An invalid one answers `422` with the page, the messages beside the
+//!   fields and what was typed kept in them.
+//!
+//! Run it with `cargo run -p form-post` and open http://127.0.0.1:3001/ in
+//! two tabs. Post in one: the other shows nothing until you reload it. In the
+//! browser's Network tab (keep "Preserve log" on), each post is three
+//! things: the `POST`, its `303`, and a `GET` of the whole page, styles and
+//! all. That is the cost of this era: every update is a full page load.
 
+use std::io;
+
+use askama::Template;
+use hyper::Method;
+use hyper::Request;
+use hyper::StatusCode;
+use hyper::body::Incoming;
+use hyper::header;
+use shared::Feed;
+use shared::Shutdown;
+use shared::assets;
+use shared::form::Fields;
+use shared::http;
+use shared::http::BodyError;
+use shared::http::Response;
+use shared::news;
+use shared::page;
+use shared::page::Layout;
+use shared::page::Listing;
+use shared::page::PostForm;
+use shared::page::STEPS;
+use shared::page::Step;
+use tokio::net::TcpListener;
+
+/// This step: its number, name and port, for the page and the launcher.
+pub const STEP: &Step = &STEPS[0];
+
+/// The largest request body we read. A title and a text fit in a few KiB;
+/// anything bigger is refused before it fills our memory.
+const BODY_LIMIT: usize = 16 * 1024;
+
+/// What a browser sends when it submits a `<form method="post">`.
+const FORM: &str = "application/x-www-form-urlencoded";
+
+/// What every request handler can reach.
+#[derive(Clone)]
+struct App {
+    /// The news. Shared with every other step when run from the launcher.
+    feed: Feed,
+}
+
+/// Serves this step on `listener` until `shutdown` fires.
+pub async fn run(listener: TcpListener, feed: Feed, shutdown: Shutdown) -> io::Result<()> {
+    let app = App { feed };
+    http::serve(listener, shutdown, move |request| {
+        route(app.clone(), request)
+    })
+    .await
+}
+
+/// Every URL this step answers, and what a wrong method or path gets.
+async fn route(app: App, request: Request<Incoming>) -> Response {
+    let layout = Layout::new(STEP, request.headers());
+    match (request.method(), request.uri().path()) {
+        (&Method::GET, "/") => index(&app, layout, request.uri().query()),
+        (&Method::POST, "/news") => post_news(&app, layout, request).await,
+        (_, "/") => method_not_allowed(layout, "GET"),
+        (_, "/news") => method_not_allowed(layout, "POST"),
+        (&Method::GET, path) => match assets::get(path, request.headers()) {
+            Some(asset) => asset,
+            None => not_found(layout, path),
+        },
+        (_, path) => not_found(layout, path),
+    }
+}
+
+/// The page: the layout, the items, and the post form.
+#[derive(Template)]
+#[template(path = "index.html")]
+struct Index {
+    layout: Layout,
+    listing: Listing,
+    form: PostForm,
+}
+
+/// `GET /`: the whole page, built from scratch on every request.
+fn index(app: &App, layout: Layout, query: Option<&str>) -> Response {
+    match Listing::from_query(&app.feed, query) {
+        Ok(listing) => {
+            let form = PostForm::default();
+            page::render(
+                StatusCode::OK,
+                &Index {
+                    layout,
+                    listing,
+                    form,
+                },
+            )
+        }
+        Err(message) => page::error(layout, StatusCode::BAD_REQUEST, &message),
+    }
+}
+
+/// `POST /news`: store the post, then send the browser back to the page.
+///
+/// Every check comes before anything is stored, so a refused request
+/// changes nothing.
+async fn post_news(app: &App, layout: Layout, request: Request<Incoming>) -> Response {
+    // A form on another site can post here too, in the visitor's name: that
+    // is cross-site request forgery. Its `Origin` header gives it away.
+    if !http::same_origin(request.headers()) {
+        let message =
+            "This form was sent from another site; only pages of this server may post here.";
+        return page::error(layout, StatusCode::FORBIDDEN, message);
+    }
+    if !http::has_content_type(request.headers(), FORM) {
+        let message = "Send the post as a form (application/x-www-form-urlencoded).";
+        return page::error(layout, StatusCode::UNSUPPORTED_MEDIA_TYPE, message);
+    }
+    let body = match http::read_body(request, BODY_LIMIT).await {
+        Ok(body) => body,
+        Err(BodyError::TooLarge) => {
+            let message = "That post is larger than 16 KiB; nothing was stored.";
+            return page::error(layout, StatusCode::PAYLOAD_TOO_LARGE, message);
+        }
+        Err(BodyError::Broken) => {
+            let message = "The post did not arrive whole; nothing was stored.";
+            return page::error(layout, StatusCode::BAD_REQUEST, message);
+        }
+    };
+    let Ok(fields) = Fields::parse(&body) else {
+        let message = "The form data is not valid UTF-8 text; nothing was stored.";
+        return page::error(layout, StatusCode::BAD_REQUEST, message);
+    };
+    let title = fields.get("title").unwrap_or("");
+    let text = fields.get("body").unwrap_or("");
+
+    match news::validate(title, text) {
+        Ok(post) => {
+            app.feed.post(post);
+            // Post/Redirect/Get: answer the POST with "see /" rather than
+            // with a page. The browser GETs `/`, and that GET is what its
+            // history remembers, so Reload shows the page again instead of
+            // asking "resend the form?" and posting twice.
+            http::see_other("/")
+        }
+        Err(errors) => {
+            // 422: the request was understood but cannot be accepted as it
+            // is. The page comes back with the messages and what was typed.
+            let listing = Listing::latest(&app.feed);
+            let form = PostForm::rejected(title, text, errors);
+            page::render(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                &Index {
+                    layout,
+                    listing,
+                    form,
+                },
+            )
+        }
+    }
+}
+
+/// 405: the path exists, the method does not. `Allow` says which one does.
+fn method_not_allowed(layout: Layout, allow: &str) -> Response {
+    let message = format!("This address only answers {allow}.");
+    let response = page::error(layout, StatusCode::METHOD_NOT_ALLOWED, &message);
+    http::with_header(response, header::ALLOW, allow)
+}
+
+/// 404, as a page with the navigation, so that nobody is stranded.
+fn not_found(layout: Layout, path: &str) -> Response {
+    let message = format!("There is no page at {path}.");
+    page::error(layout, StatusCode::NOT_FOUND, &message)
+}

@@ -53,6 +53,18 @@ pub async fn bind(host: &str, port: u16, step: &Step) -> io::Result<TcpListener>
     Ok(listener)
 }
 
+/// Turns how a step's `main` ended into its exit code, printing the error
+/// (a port in use, say) for the person who started it.
+pub fn report(result: io::Result<()>) -> std::process::ExitCode {
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
 /// Logs to the terminal: one line per request or socket event, at `info`
 /// unless `RUST_LOG` says otherwise (for example `RUST_LOG=debug`, or
 /// `RUST_LOG=info,hyper=debug`).
@@ -69,6 +81,7 @@ pub fn init_logging() {
         .with(
             tracing_subscriber::fmt::layer()
                 .with_target(false)
+                .with_ansi(io::IsTerminal::is_terminal(&io::stdout()))
                 .with_filter(filter),
         )
         .try_init();

@@ -144,7 +144,10 @@ impl Feed {
         });
         state.last_id = item.id;
         if state.items.len() == self.inner.capacity {
-            let forgotten = state.items.pop_front().expect("a full history is not empty");
+            let forgotten = state
+                .items
+                .pop_front()
+                .expect("a full history is not empty");
             state.floor = forgotten.id;
         }
         state.items.push_back(item.clone());
@@ -218,7 +221,10 @@ impl Feed {
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
         // A panic while holding this lock would be a bug in a few lines of
         // pointer moves; the data is still consistent, so carry on.
-        self.inner.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.inner
+            .state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 
@@ -349,7 +355,11 @@ mod tests {
         let up_to_date = feed.since(3);
         assert!(up_to_date.items.is_empty());
         assert_eq!((up_to_date.cursor, up_to_date.reset), (3, false));
-        assert_eq!(ids(&feed.since(0).items), [1, 2, 3], "origin = from the start");
+        assert_eq!(
+            ids(&feed.since(0).items),
+            [1, 2, 3],
+            "origin = from the start"
+        );
     }
 
     #[test]
@@ -361,7 +371,10 @@ mod tests {
         // Items 3, 4, 5 are held; 1 and 2 are forgotten.
         assert_eq!(ids(&feed.latest(10)), [5, 4, 3]);
         let at_edge = feed.since(2);
-        assert!(!at_edge.reset, "2 is the newest forgotten id: all after it is held");
+        assert!(
+            !at_edge.reset,
+            "2 is the newest forgotten id: all after it is held"
+        );
         assert_eq!(ids(&at_edge.items), [3, 4, 5]);
         let beyond = feed.since(1);
         assert!(beyond.reset, "item 2 is gone: a silent gap would be a lie");
@@ -427,7 +440,10 @@ mod tests {
         let mut all = HashSet::new();
         for thread in threads {
             let ids: Vec<u64> = thread.join().unwrap();
-            assert!(ids.windows(2).all(|w| w[0] < w[1]), "each poster sees its ids grow");
+            assert!(
+                ids.windows(2).all(|w| w[0] < w[1]),
+                "each poster sees its ids grow"
+            );
             all.extend(ids);
         }
         assert_eq!(all.len(), 4_000, "no id was given twice");

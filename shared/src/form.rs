@@ -65,7 +65,8 @@ mod tests {
 
     #[test]
     fn decodes_plus_percent_and_utf8() {
-        let fields = Fields::parse(b"title=Hello+world&body=caf%C3%A9+%26+more&empty=&flag").unwrap();
+        let fields =
+            Fields::parse(b"title=Hello+world&body=caf%C3%A9+%26+more&empty=&flag").unwrap();
         assert_eq!(fields.get("title"), Some("Hello world"));
         assert_eq!(fields.get("body"), Some("café & more"));
         assert_eq!(fields.get("empty"), Some(""));

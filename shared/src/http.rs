@@ -261,7 +261,11 @@ pub fn has_content_type(headers: &HeaderMap, media_type: &str) -> bool {
 }
 
 /// A response with a body and its content type.
-pub fn response(status: StatusCode, content_type: &'static str, body: impl Into<Bytes>) -> Response {
+pub fn response(
+    status: StatusCode,
+    content_type: &'static str,
+    body: impl Into<Bytes>,
+) -> Response {
     let mut response = hyper::Response::new(Full::new(body.into()));
     *response.status_mut() = status;
     response
@@ -333,7 +337,7 @@ mod tests {
     #[test]
     fn origin_must_be_this_server_when_present() {
         let host = (header::HOST, "127.0.0.1:3001");
-        assert!(same_origin(&headers(&[host.clone()])));
+        assert!(same_origin(&headers(std::slice::from_ref(&host))));
         assert!(same_origin(&headers(&[
             host.clone(),
             (header::ORIGIN, "http://127.0.0.1:3001")
@@ -357,7 +361,10 @@ mod tests {
     fn content_type_ignores_parameters_and_case() {
         let form = "application/x-www-form-urlencoded";
         assert!(has_content_type(
-            &headers(&[(header::CONTENT_TYPE, "Application/X-WWW-Form-Urlencoded; charset=UTF-8")]),
+            &headers(&[(
+                header::CONTENT_TYPE,
+                "Application/X-WWW-Form-Urlencoded; charset=UTF-8"
+            )]),
             form
         ));
         assert!(!has_content_type(

@@ -226,6 +226,11 @@ impl Listing {
         })
     }
 
+    /// The newest items, as a page without a query string shows them.
+    pub fn latest(feed: &Feed) -> Listing {
+        Listing::from_query(feed, None).expect("an empty query has nothing to reject")
+    }
+
     /// The "older" link, keeping the search.
     pub fn older_href(&self) -> Option<String> {
         let older = self.older?;

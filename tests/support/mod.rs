@@ -1,0 +1,95 @@
+//! What every test of a step does first: start the step on a free port with
+//! a feed whose ids and times are fixed (so snapshots are stable), and talk
+//! to it the way a browser would.
+
+#![allow(dead_code)] // Each test file uses its own part of this module.
+
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::time::Duration;
+use std::time::SystemTime;
+use std::time::UNIX_EPOCH;
+
+use shared::Feed;
+use shared::Shutdown;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+
+/// Every item posted in a test says it was posted at 2026-11-18 11:06:40 UTC.
+pub fn fixed_clock() -> SystemTime {
+    UNIX_EPOCH + Duration::from_secs(1_795_000_000)
+}
+
+/// A step running in this test process.
+pub struct Running {
+    pub addr: SocketAddr,
+    /// The step's feed: tests look at it to check what was (not) stored.
+    pub feed: Feed,
+    pub shutdown: Shutdown,
+    pub task: JoinHandle<io::Result<()>>,
+}
+
+impl Running {
+    /// `http://127.0.0.1:PORT` + `path`.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// What a browser would send as `Origin` from a page of this step.
+    pub fn origin(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Stops the step and waits until it has.
+    pub async fn stop(self) {
+        self.shutdown.trigger();
+        let ended = tokio::time::timeout(Duration::from_secs(10), self.task)
+            .await
+            .expect("the step stops within 10 s of the shutdown signal");
+        ended
+            .expect("the step did not panic")
+            .expect("the step ended cleanly");
+    }
+}
+
+/// Starts a step on 127.0.0.1:0 with a fresh feed whose first id is 1.
+pub async fn start<F, Fut>(run: F) -> Running
+where
+    F: FnOnce(TcpListener, Feed, Shutdown) -> Fut,
+    Fut: Future<Output = io::Result<()>> + Send + 'static,
+{
+    start_with_feed(Feed::starting_at(1_000, 0, fixed_clock), run).await
+}
+
+/// Starts a step on 127.0.0.1:0 serving `feed`.
+pub async fn start_with_feed<F, Fut>(feed: Feed, run: F) -> Running
+where
+    F: FnOnce(TcpListener, Feed, Shutdown) -> Fut,
+    Fut: Future<Output = io::Result<()>> + Send + 'static,
+{
+    let listener = TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("a free port on loopback");
+    let addr = listener
+        .local_addr()
+        .expect("a bound listener has an address");
+    let shutdown = Shutdown::new();
+    let task = tokio::spawn(run(listener, feed.clone(), shutdown.clone()));
+    Running {
+        addr,
+        feed,
+        shutdown,
+        task,
+    }
+}
+
+/// An HTTP client that, unlike a browser, shows us redirects instead of
+/// following them, so that tests can check the 303 itself.
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(Duration::from_secs(30))
+        .build()
+        .expect("a plain HTTP client builds")
+}

@@ -99,15 +99,12 @@ struct Index {
 fn index(app: &App, layout: Layout, query: Option<&str>) -> Response {
     match Listing::from_query(&app.feed, query) {
         Ok(listing) => {
-            let form = PostForm::default();
-            page::render(
-                StatusCode::OK,
-                &Index {
-                    layout,
-                    listing,
-                    form,
-                },
-            )
+            let index = Index {
+                layout,
+                listing,
+                form: PostForm::default(),
+            };
+            page::render(StatusCode::OK, &index)
         }
         Err(message) => page::error(layout, StatusCode::BAD_REQUEST, &message),
     }
@@ -159,16 +156,12 @@ async fn post_news(app: &App, layout: Layout, request: Request<Incoming>) -> Res
         Err(errors) => {
             // 422: the request was understood but cannot be accepted as it
             // is. The page comes back with the messages and what was typed.
-            let listing = Listing::latest(&app.feed);
-            let form = PostForm::rejected(title, text, errors);
-            page::render(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                &Index {
-                    layout,
-                    listing,
-                    form,
-                },
-            )
+            let index = Index {
+                layout,
+                listing: Listing::latest(&app.feed),
+                form: PostForm::rejected(title, text, errors),
+            };
+            page::render(StatusCode::UNPROCESSABLE_ENTITY, &index)
         }
     }
 }

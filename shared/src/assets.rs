@@ -30,11 +30,23 @@ macro_rules! asset {
     };
 }
 
-const ASSETS: &[Asset] = &[asset!(
-    "/static/style.css",
-    "../static/style.css",
-    "text/css; charset=utf-8"
-)];
+const ASSETS: &[Asset] = &[
+    asset!(
+        "/static/style.css",
+        "../static/style.css",
+        "text/css; charset=utf-8"
+    ),
+    asset!(
+        "/static/meter.js",
+        "../static/meter.js",
+        "text/javascript; charset=utf-8"
+    ),
+    asset!(
+        "/static/news.js",
+        "../static/news.js",
+        "text/javascript; charset=utf-8"
+    ),
+];
 
 /// The asset at `path`, or `None` when there is no such file.
 pub fn get(path: &str, headers: &HeaderMap) -> Option<Response> {

@@ -187,6 +187,27 @@ impl Feed {
         }
     }
 
+    /// The latest `n` items, oldest first, with the cursor to continue from:
+    /// what a client that has nothing yet starts with.
+    pub fn recent(&self, n: usize) -> Batch {
+        let state = self.lock();
+        let start = state.items.len().saturating_sub(n);
+        Batch {
+            items: state.items.range(start..).cloned().collect(),
+            cursor: state.last_id,
+            reset: false,
+        }
+    }
+
+    /// What a client asking `?since=` gets: everything after its cursor, or
+    /// when it has none yet, the latest items to start from.
+    pub fn answer(&self, since: Option<u64>) -> Batch {
+        match since {
+            Some(cursor) => self.since(cursor),
+            None => self.recent(RESET_ITEMS),
+        }
+    }
+
     /// Everything after `cursor`, oldest first, or a reset with the latest
     /// items when the feed cannot vouch for the cursor.
     pub fn since(&self, cursor: u64) -> Batch {
@@ -360,6 +381,17 @@ mod tests {
             [1, 2, 3],
             "origin = from the start"
         );
+    }
+
+    #[test]
+    fn recent_is_the_tail_of_the_history_oldest_first() {
+        let feed = Feed::starting_at(10, 0, fixed);
+        for t in ["a", "b", "c"] {
+            feed.post(post(t));
+        }
+        let batch = feed.recent(2);
+        assert_eq!(ids(&batch.items), [2, 3]);
+        assert_eq!((batch.cursor, batch.reset), (3, false));
     }
 
     #[test]

@@ -39,6 +39,26 @@ impl Fields {
         Ok(Fields(fields))
     }
 
+    /// The fields of a URL's query string (`None` when it has none), with an
+    /// error to show when it is not UTF-8.
+    pub fn query(query: Option<&str>) -> Result<Fields, String> {
+        Fields::parse(query.unwrap_or("").as_bytes())
+            .map_err(|_| "The address is not valid UTF-8.".into())
+    }
+
+    /// The whole number sent as `name`: `None` when the field is absent or
+    /// empty, an error that names the field when it is not a number.
+    pub fn number<T: std::str::FromStr>(&self, name: &str) -> Result<Option<T>, String> {
+        match self.get(name).filter(|text| !text.is_empty()) {
+            None => Ok(None),
+            Some(text) => text.parse().map(Some).map_err(|_| {
+                format!(
+                    "\u{201c}{name}\u{201d} must be a whole number, not \u{201c}{text}\u{201d}."
+                )
+            }),
+        }
+    }
+
     /// The first value sent for `name`.
     pub fn get(&self, name: &str) -> Option<&str> {
         self.0
@@ -72,6 +92,19 @@ mod tests {
         assert_eq!(fields.get("empty"), Some(""));
         assert_eq!(fields.get("flag"), Some(""));
         assert_eq!(fields.get("missing"), None);
+    }
+
+    #[test]
+    fn numbers_are_parsed_or_explained() {
+        let fields = Fields::parse(b"since=41&empty=&bad=4x1&negative=-1").unwrap();
+        assert_eq!(fields.number::<u64>("since"), Ok(Some(41)));
+        assert_eq!(fields.number::<u64>("empty"), Ok(None));
+        assert_eq!(fields.number::<u64>("missing"), Ok(None));
+        assert_eq!(
+            fields.number::<u64>("bad"),
+            Err("“bad” must be a whole number, not “4x1”.".to_string())
+        );
+        assert!(fields.number::<u64>("negative").is_err());
     }
 
     #[test]

@@ -42,6 +42,17 @@ impl NewsItem {
     }
 }
 
+/// A post as a script sends it: `{"title": "...", "body": "..."}`. A
+/// missing field counts as empty, so that validation explains what is
+/// missing instead of a parser error.
+#[derive(Debug, Default, Deserialize)]
+pub struct PostRequest {
+    #[serde(default)]
+    pub title: String,
+    #[serde(default)]
+    pub body: String,
+}
+
 /// A post that passed validation: trimmed, line endings normalized.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewPost {

@@ -191,24 +191,12 @@ impl Listing {
     /// The listing for a page's query string: `q`, `before`, `refresh`. Bad
     /// numbers are an error to show, not something to guess around.
     pub fn from_query(feed: &Feed, query: Option<&str>) -> Result<Listing, String> {
-        let fields = Fields::parse(query.unwrap_or("").as_bytes())
-            .map_err(|_| "The address is not valid UTF-8.".to_string())?;
+        let fields = Fields::query(query)?;
         let q = fields.get("q").unwrap_or("").trim().to_owned();
-        let before = match fields.get("before").filter(|text| !text.is_empty()) {
-            None => None,
-            Some(text) => Some(text.parse::<u64>().map_err(|_| {
-                format!("\u{201c}before\u{201d} must be an item id (a whole number), not \u{201c}{text}\u{201d}.")
-            })?),
-        };
-        let refresh = match fields.get("refresh").filter(|text| !text.is_empty()) {
-            None => None,
-            Some(text) => {
-                let seconds = text.parse::<u32>().map_err(|_| {
-                    format!("\u{201c}refresh\u{201d} must be a number of seconds, not \u{201c}{text}\u{201d}.")
-                })?;
-                Some(seconds.clamp(*REFRESH_RANGE.start(), *REFRESH_RANGE.end()))
-            }
-        };
+        let before = fields.number::<u64>("before")?;
+        let refresh = fields
+            .number::<u32>("refresh")?
+            .map(|seconds| seconds.clamp(*REFRESH_RANGE.start(), *REFRESH_RANGE.end()));
 
         let needle = q.to_lowercase();
         let page = feed.page(before, PAGE_SIZE, |item| matches(item, &needle));

@@ -4,6 +4,8 @@
 
 #![allow(dead_code)] // Each test file uses its own part of this module.
 
+pub mod api;
+
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
@@ -82,6 +84,16 @@ where
         shutdown,
         task,
     }
+}
+
+/// Snapshots are stored as `tests/snapshots/NAME.snap`, named after the
+/// step (`01_empty_page`), whichever file or helper takes them. Hold the
+/// guard while taking snapshots.
+pub fn snapshots() -> insta::internals::SettingsBindDropGuard {
+    let mut settings = insta::Settings::clone_current();
+    settings.set_snapshot_path(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/snapshots"));
+    settings.set_prepend_module_to_snapshot(false);
+    settings.bind_to_scope()
 }
 
 /// An HTTP client that, unlike a browser, shows us redirects instead of

@@ -63,6 +63,7 @@ const news = (() => {
 
   // Messages beside the fields: {title: "...", body: "..."}; {} clears them.
   function showErrors(errors) {
+    say('');
     for (const name of ['title', 'body']) {
       const message = errors[name] || '';
       document.getElementById(name + '-error').textContent = message;

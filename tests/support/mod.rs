@@ -86,6 +86,35 @@ where
     }
 }
 
+/// Raises this process's open-file limit to its hard limit, for tests that
+/// hold a thousand connections (two sockets each, as client and server live
+/// in one process), beyond the 1,024 many systems allow by default.
+pub fn raise_fd_limit() {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit and setrlimit only read and write the struct we pass.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 {
+            limit.rlim_cur = limit.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
+        }
+    }
+}
+
+/// Waits until `condition` holds, checking every 10 ms, for at most 10 s.
+pub async fn wait_until(what: &str, mut condition: impl AsyncFnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !condition().await {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "waited 10 s for: {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
 /// Snapshots are stored as `tests/snapshots/NAME.snap`, named after the
 /// step (`01_empty_page`), whichever file or helper takes them. Hold the
 /// guard while taking snapshots.

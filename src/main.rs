@@ -34,22 +34,56 @@ async fn main() -> ExitCode {
     let shutdown = Shutdown::on_ctrl_c();
     let mut steps = JoinSet::new();
 
+    // Each step on its own port, all with the same feed and the same
+    // shutdown signal.
     let step = form_post::STEP;
-    let listener = match shared::cli::bind(&args.host, port(&args, step), step).await {
+    let listener = match shared::cli::bind(&args.host, port(&args, step), step, "--base-port").await
+    {
         Ok(listener) => listener,
         Err(error) => return shared::cli::report(Err(error)),
     };
     steps.spawn(form_post::run(listener, feed.clone(), shutdown.clone()));
 
+    let step = xhr_polling::STEP;
+    let listener = match shared::cli::bind(&args.host, port(&args, step), step, "--base-port").await
+    {
+        Ok(listener) => listener,
+        Err(error) => return shared::cli::report(Err(error)),
+    };
+    let options = xhr_polling::Options::default();
+    steps.spawn(xhr_polling::run(
+        listener,
+        feed.clone(),
+        options,
+        shutdown.clone(),
+    ));
+
+    let step = long_polling::STEP;
+    let listener = match shared::cli::bind(&args.host, port(&args, step), step, "--base-port").await
+    {
+        Ok(listener) => listener,
+        Err(error) => return shared::cli::report(Err(error)),
+    };
+    let options = long_polling::Options::default();
+    steps.spawn(long_polling::run(
+        listener,
+        feed.clone(),
+        options,
+        shutdown.clone(),
+    ));
+
     println!("\nThe workshop is running. Open each step in its own tab:\n");
-    println!(
-        "  {} {:<14} http://{}:{}/",
-        step.number,
-        step.name,
-        args.host,
-        port(&args, step)
-    );
-    println!("\nCtrl-C stops every step.\n");
+    for step in [form_post::STEP, xhr_polling::STEP, long_polling::STEP] {
+        println!(
+            "  {} {:<14} http://{}:{}/",
+            step.number,
+            step.name,
+            args.host,
+            port(&args, step)
+        );
+    }
+    println!("\nEvery step serves the same feed: post in one, watch the others.");
+    println!("Ctrl-C stops every step.\n");
 
     let mut result = Ok(());
     while let Some(ended) = steps.join_next().await {

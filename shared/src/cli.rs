@@ -26,18 +26,18 @@ pub struct Server {
 impl Server {
     /// Binds the step's port and prints where to open it.
     pub async fn bind(&self, step: &Step) -> io::Result<TcpListener> {
-        bind(&self.host, self.port.unwrap_or(step.port), step).await
+        bind(&self.host, self.port.unwrap_or(step.port), step, "--port").await
     }
 }
 
 /// Binds `host:port` for `step`, turning "address in use" into a message
-/// that says what to do about it.
-pub async fn bind(host: &str, port: u16, step: &Step) -> io::Result<TcpListener> {
+/// that names the port and the flag (`flag`) that changes it.
+pub async fn bind(host: &str, port: u16, step: &Step, flag: &str) -> io::Result<TcpListener> {
     let listener = TcpListener::bind((host, port)).await.map_err(|error| {
         let hint = if error.kind() == io::ErrorKind::AddrInUse {
             format!(
                 "port {port} is already in use (another copy of this step, or the launcher?); \
-                 stop it or choose another port with --port"
+                 stop it or choose another port with {flag}"
             )
         } else {
             format!("cannot listen on {host}:{port}")

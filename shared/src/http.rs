@@ -70,15 +70,27 @@ impl Shutdown {
         }
     }
 
-    /// A signal that fires on Ctrl-C (or SIGINT).
+    /// A signal that fires on Ctrl-C (SIGINT), or on SIGTERM, which is how
+    /// `kill`, systemd and container runtimes ask a server to stop.
     pub fn on_ctrl_c() -> Shutdown {
         let shutdown = Shutdown::new();
         let trigger = shutdown.clone();
         tokio::spawn(async move {
-            if tokio::signal::ctrl_c().await.is_ok() {
-                tracing::info!("Ctrl-C: shutting down");
-                trigger.trigger();
+            #[cfg(unix)]
+            let terminate = async {
+                use tokio::signal::unix::SignalKind;
+                match tokio::signal::unix::signal(SignalKind::terminate()) {
+                    Ok(mut signal) => signal.recv().await,
+                    Err(_) => std::future::pending().await,
+                }
+            };
+            #[cfg(not(unix))]
+            let terminate = std::future::pending::<Option<()>>();
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => tracing::info!("Ctrl-C: shutting down"),
+                _ = terminate => tracing::info!("SIGTERM: shutting down"),
             }
+            trigger.trigger();
         });
         shutdown
     }

@@ -190,22 +190,13 @@ impl Feed {
     /// The latest `n` items, oldest first, with the cursor to continue from:
     /// what a client that has nothing yet starts with.
     pub fn recent(&self, n: usize) -> Batch {
-        let state = self.lock();
-        let start = state.items.len().saturating_sub(n);
-        Batch {
-            items: state.items.range(start..).cloned().collect(),
-            cursor: state.last_id,
-            reset: false,
-        }
+        self.lock().recent(n)
     }
 
     /// What a client asking `?since=` gets: everything after its cursor, or
     /// when it has none yet, the latest items to start from.
     pub fn answer(&self, since: Option<u64>) -> Batch {
-        match since {
-            Some(cursor) => self.since(cursor),
-            None => self.recent(RESET_ITEMS),
-        }
+        self.lock().answer(since)
     }
 
     /// Everything after `cursor`, oldest first, or a reset with the latest
@@ -224,12 +215,12 @@ impl Feed {
         let _closed_only_when_the_feed_is_gone = newest.wait_for(|&id| id > cursor).await;
     }
 
-    /// Everything after `cursor` now, plus a subscription that yields every
-    /// later item exactly once, in order. Taken under one lock, so nothing
-    /// posted in between is lost or doubled.
-    pub fn subscribe(&self, cursor: u64) -> (Batch, Subscription) {
+    /// What a client asking `since` gets now (see [`Feed::answer`]), plus a
+    /// subscription that yields every later item exactly once, in order.
+    /// Taken under one lock, so nothing posted in between is lost or doubled.
+    pub fn subscribe(&self, since: Option<u64>) -> (Batch, Subscription) {
         let state = self.lock();
-        let batch = state.since(cursor);
+        let batch = state.answer(since);
         let subscription = Subscription {
             feed: self.clone(),
             pushed: self.inner.pushed.subscribe(),
@@ -250,6 +241,22 @@ impl Feed {
 }
 
 impl State {
+    fn recent(&self, n: usize) -> Batch {
+        let start = self.items.len().saturating_sub(n);
+        Batch {
+            items: self.items.range(start..).cloned().collect(),
+            cursor: self.last_id,
+            reset: false,
+        }
+    }
+
+    fn answer(&self, since: Option<u64>) -> Batch {
+        match since {
+            Some(cursor) => self.since(cursor),
+            None => self.recent(RESET_ITEMS),
+        }
+    }
+
     fn since(&self, cursor: u64) -> Batch {
         if cursor < self.floor || cursor > self.last_id {
             let start = self.items.len().saturating_sub(RESET_ITEMS);
@@ -508,7 +515,7 @@ mod tests {
     async fn a_subscription_misses_nothing_between_snapshot_and_push() {
         let feed = Feed::starting_at(10, 0, fixed);
         feed.post(post("before"));
-        let (snapshot, mut live) = feed.subscribe(0);
+        let (snapshot, mut live) = feed.subscribe(Some(0));
         assert_eq!(ids(&snapshot.items), [1]);
         feed.post(post("after"));
         assert_eq!(live.next().await, Pushed::Item(feed.latest(1)[0].clone()));
@@ -518,7 +525,7 @@ mod tests {
     #[tokio::test]
     async fn a_lagging_subscriber_catches_up_from_the_history() {
         let feed = Feed::starting_at(1_000, 0, fixed);
-        let (_, mut slow) = feed.subscribe(0);
+        let (_, mut slow) = feed.subscribe(Some(0));
         for i in 0..(PUSH_BUFFER * 2) {
             feed.post(post(&i.to_string()));
         }
@@ -533,7 +540,7 @@ mod tests {
     #[tokio::test]
     async fn a_subscriber_behind_the_whole_history_gets_a_reset() {
         let feed = Feed::starting_at(10, 0, fixed);
-        let (_, mut slow) = feed.subscribe(0);
+        let (_, mut slow) = feed.subscribe(Some(0));
         for i in 0..(PUSH_BUFFER + 5) {
             feed.post(post(&i.to_string()));
         }

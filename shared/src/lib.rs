@@ -9,6 +9,7 @@
 //! - [`form`]: decoding `application/x-www-form-urlencoded`.
 //! - [`page`]: the steps, the layout, the listing and the post form that
 //!   the shared templates (`shared/templates`) render.
+//! - [`push`]: encoding each pushed item once, and counting open sockets.
 //! - [`assets`]: the stylesheet and scripts every step serves.
 //! - [`cli`]: the flags every step's binary takes, and logging.
 
@@ -19,6 +20,7 @@ pub mod form;
 pub mod http;
 pub mod news;
 pub mod page;
+pub mod push;
 
 pub use feed::Feed;
 pub use http::Shutdown;

@@ -7,7 +7,8 @@
 // - received: bytes that arrived, headers included (from the browser's
 //   Resource Timing for HTTP, frame sizes for WebSocket);
 // - frames: WebSocket messages in each direction;
-// - post → screen: from pressing Post to seeing the item in this tab.
+// - post → screen: from pressing Post to seeing the item in this tab;
+// - WebSocket: whether the page's socket is open, and why it last closed.
 //
 // It works by wrapping XMLHttpRequest, fetch and WebSocket before the page's
 // own script uses them: the page does not have to tell it anything, except
@@ -15,6 +16,7 @@
 const meter = (() => {
   const stats = { requests: 0, empty: 0, bytes: 0, framesIn: 0, framesOut: 0 };
   let latency = null;
+  let socketState = null;
   const postedAt = new Map(); // id -> when Post was pressed
   const shownAt = new Map(); // id -> when it appeared (it may beat the ack)
 
@@ -64,6 +66,15 @@ const meter = (() => {
     constructor(...args) {
       super(...args);
       stats.requests++; // the HTTP request that asks for the upgrade
+      socketState = 'connecting';
+      this.addEventListener('open', () => {
+        socketState = 'open';
+        draw();
+      });
+      this.addEventListener('close', (event) => {
+        socketState = `closed (${event.code})`;
+        draw();
+      });
       this.addEventListener('message', (event) => {
         stats.framesIn++;
         stats.bytes += frameSize(event.data);
@@ -120,6 +131,10 @@ const meter = (() => {
       show('bytes', bytes(stats.bytes));
       show('frames', `${stats.framesIn} ↓ ${stats.framesOut} ↑`);
       show('latency', latency === null ? '–' : `${Math.round(latency)} ms`);
+      if (socketState !== null) {
+        show('socket', socketState);
+        document.querySelector('[data-meter-socket]')?.removeAttribute('hidden');
+      }
     });
   }
 

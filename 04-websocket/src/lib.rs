@@ -1,0 +1,756 @@
+//! # Step 04 · WebSocket: full duplex, server push
+//!
+//! Long polling (step 03) gets news to the page at once, but every item
+//! still costs a whole HTTP request and answer, headers and all, and the
+//! page can only *answer* the server, never be told. WebSocket (RFC 6455,
+//! 2011) fixes both: one HTTP request asks to *upgrade* the connection, the
+//! server agrees with `101 Switching Protocols`, and from then on the same
+//! TCP connection carries small framed messages in both directions,
+//! whenever either side likes.
+//!
+//! - `GET /ws?since=ID` upgrades (see [`upgrade`] for the handshake, done
+//!   by hand with hyper). The server sends
+//!   `{"type":"snapshot","items":[...],"cursor":N}` with what came after
+//!   `ID` (or `"reset":true` and the latest items), then
+//!   `{"type":"news","item":{...}}` for every new item, the moment it
+//!   exists. The page sends `{"type":"post","ref":R,"title":...,"body":...}`
+//!   and gets `{"type":"posted","ref":R,"id":N}` back, or
+//!   `{"type":"error","ref":R,"errors":{...}}`.
+//! - `POST /news` over HTTP still works (form or JSON) and reaches every
+//!   socket: sockets follow the feed, not each other.
+//! - `GET /echo` upgrades to the smallest full-duplex demo: every message
+//!   comes back as it was sent.
+//! - Bad input closes the socket with a code that says why: 1009 for a
+//!   message over 16 KiB, 1007 for text that is not UTF-8, 1003 for a binary
+//!   frame on `/ws`, 1002 for a broken frame, 1008 for sustained flooding.
+//!   Every `--ping-interval` seconds (20) the server pings each socket and
+//!   drops those that have not answered for two intervals; when the server
+//!   stops, every socket gets close code 1001, "going away".
+//!
+//! Run it with `cargo run -p websocket`, open http://127.0.0.1:3004/ in two
+//! tabs, and post. In the Network tab, filter on "WS": one request, status
+//! 101, and its Messages view lists every frame. Nothing is polled; an idle
+//! page costs a ping every 20 seconds. Stop the server while the page is
+//! open, start it again: the page reconnects by itself and asks for what
+//! it missed with `?since=`.
+
+use std::collections::VecDeque;
+use std::io;
+use std::sync::Arc;
+use std::time::Duration;
+use std::time::Instant;
+
+use askama::Template;
+use bytes::Bytes;
+use futures_util::FutureExt;
+use futures_util::SinkExt;
+use futures_util::StreamExt;
+use hyper::HeaderMap;
+use hyper::Method;
+use hyper::Request;
+use hyper::StatusCode;
+use hyper::body::Incoming;
+use hyper::header;
+use hyper::upgrade::Upgraded;
+use hyper_util::rt::TokioIo;
+use serde::Deserialize;
+use serde::Serialize;
+use serde_json::Value;
+use shared::Feed;
+use shared::Shutdown;
+use shared::assets;
+use shared::feed::Batch;
+use shared::feed::Pushed;
+use shared::form::Fields;
+use shared::http;
+use shared::http::BodyError;
+use shared::http::Response;
+use shared::news;
+use shared::news::FieldErrors;
+use shared::news::NewsItem;
+use shared::news::PostRequest;
+use shared::page;
+use shared::page::Layout;
+use shared::page::Listing;
+use shared::page::PostForm;
+use shared::page::STEPS;
+use shared::page::Step;
+use shared::push::EncodeOnce;
+use shared::push::Sockets;
+use tokio::net::TcpListener;
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::Error as WsError;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::Utf8Bytes;
+use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::protocol::Role;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+
+/// This step: its number, name and port, for the page and the launcher.
+pub const STEP: &Step = &STEPS[3];
+
+/// The largest request body we read. A title and a text fit in a few KiB;
+/// anything bigger is refused before it fills our memory.
+const BODY_LIMIT: usize = 16 * 1024;
+
+/// What a browser sends when it submits a `<form method="post">`.
+const FORM: &str = "application/x-www-form-urlencoded";
+
+/// What the page's script sends when it posts.
+const JSON: &str = "application/json";
+
+/// How often the server pings each socket unless `--ping-interval` says
+/// otherwise.
+pub const DEFAULT_PING_INTERVAL_S: u64 = 20;
+
+/// The largest message a client may send: the same 16 KiB as a POST body.
+const MESSAGE_LIMIT: usize = 16 * 1024;
+
+/// How long one write may wait for a client that does not read before the
+/// server gives up on it.
+const SEND_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// At most this many posts per socket in [`POST_WINDOW`]...
+const POSTS_PER_WINDOW: usize = 20;
+const POST_WINDOW: Duration = Duration::from_secs(10);
+/// ...and after this many refused posts in a row, the socket is closed.
+const FLOOD_LIMIT: usize = 20;
+
+/// What a workshop leader can tune in this step.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Options {
+    /// How often the server pings each socket, in seconds. A socket that
+    /// has not answered for two intervals is dropped.
+    #[arg(long, default_value_t = DEFAULT_PING_INTERVAL_S)]
+    pub ping_interval: u64,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            ping_interval: DEFAULT_PING_INTERVAL_S,
+        }
+    }
+}
+
+/// What every request handler can reach.
+#[derive(Clone)]
+struct App {
+    /// The news. Shared with every other step when run from the launcher.
+    feed: Feed,
+    options: Options,
+    /// The open sockets, so that the server can wait for their goodbyes.
+    sockets: Sockets,
+    /// Every `news` frame, encoded once for all sockets.
+    frames: Arc<EncodeOnce<u64, Utf8Bytes>>,
+    /// Sockets close with 1001 when the server stops.
+    shutdown: Shutdown,
+}
+
+/// Serves this step on `listener` until `shutdown` fires.
+pub async fn run(
+    listener: TcpListener,
+    feed: Feed,
+    options: Options,
+    shutdown: Shutdown,
+) -> io::Result<()> {
+    let app = App {
+        feed,
+        options,
+        sockets: Sockets::default(),
+        frames: Arc::new(EncodeOnce::new(64)),
+        shutdown: shutdown.clone(),
+    };
+    let sockets = app.sockets.clone();
+    http::serve(listener, shutdown, move |request| {
+        route(app.clone(), request)
+    })
+    .await?;
+    // The HTTP connections are done; give the sockets a moment to send
+    // their close frames.
+    sockets.closed(Duration::from_secs(3)).await;
+    Ok(())
+}
+
+/// Every URL this step answers, and what a wrong method or path gets.
+async fn route(app: App, request: Request<Incoming>) -> Response {
+    let layout = Layout::new(STEP, request.headers());
+    match (request.method(), request.uri().path()) {
+        (&Method::GET, "/") => index(&app, layout, request.uri().query()),
+        (&Method::GET, "/ws") => {
+            let since =
+                Fields::query(request.uri().query()).and_then(|query| query.number("since"));
+            match since {
+                Ok(since) => upgrade(request, move |socket| news_socket(app, socket, since)),
+                Err(message) => http::json_error(StatusCode::BAD_REQUEST, &message),
+            }
+        }
+        (&Method::GET, "/echo") => upgrade(request, echo_socket),
+        (&Method::POST, "/news") if http::has_content_type(request.headers(), JSON) => {
+            post_json(&app, request).await
+        }
+        (&Method::POST, "/news") => post_news(&app, layout, request).await,
+        (_, "/") => method_not_allowed(layout, "GET"),
+        (_, "/news") => method_not_allowed(layout, "POST"),
+        (_, "/ws" | "/echo") => method_not_allowed(layout, "GET"),
+        (&Method::GET, path) => match assets::get(path, request.headers()) {
+            Some(asset) => asset,
+            None => not_found(layout, path),
+        },
+        (_, path) => not_found(layout, path),
+    }
+}
+
+/// The page: the layout, the items, and the post form.
+#[derive(Template)]
+#[template(path = "index.html")]
+struct Index {
+    layout: Layout,
+    listing: Listing,
+    form: PostForm,
+    /// How many sockets are open as the page is rendered.
+    sockets: usize,
+}
+
+/// `GET /`: the whole page, built from scratch on every request.
+fn index(app: &App, layout: Layout, query: Option<&str>) -> Response {
+    match Listing::from_query(&app.feed, query) {
+        Ok(listing) => {
+            let index = Index {
+                layout,
+                listing,
+                form: PostForm::default(),
+                sockets: app.sockets.count(),
+            };
+            page::render(StatusCode::OK, &index)
+        }
+        Err(message) => page::error(layout, StatusCode::BAD_REQUEST, &message),
+    }
+}
+
+/// `POST /news`: store the post, then send the browser back to the page.
+///
+/// Every check comes before anything is stored, so a refused request
+/// changes nothing.
+async fn post_news(app: &App, layout: Layout, request: Request<Incoming>) -> Response {
+    // A form on another site can post here too, in the visitor's name: that
+    // is cross-site request forgery. Its `Origin` header gives it away.
+    if !http::same_origin(request.headers()) {
+        let message =
+            "This form was sent from another site; only pages of this server may post here.";
+        return page::error(layout, StatusCode::FORBIDDEN, message);
+    }
+    if !http::has_content_type(request.headers(), FORM) {
+        let message = "Send the post as a form (application/x-www-form-urlencoded).";
+        return page::error(layout, StatusCode::UNSUPPORTED_MEDIA_TYPE, message);
+    }
+    let body = match http::read_body(request, BODY_LIMIT).await {
+        Ok(body) => body,
+        Err(BodyError::TooLarge) => {
+            let message = "That post is larger than 16 KiB; nothing was stored.";
+            return page::error(layout, StatusCode::PAYLOAD_TOO_LARGE, message);
+        }
+        Err(BodyError::Broken) => {
+            let message = "The post did not arrive whole; nothing was stored.";
+            return page::error(layout, StatusCode::BAD_REQUEST, message);
+        }
+    };
+    let Ok(fields) = Fields::parse(&body) else {
+        let message = "The form data is not valid UTF-8 text; nothing was stored.";
+        return page::error(layout, StatusCode::BAD_REQUEST, message);
+    };
+    let title = fields.get("title").unwrap_or("");
+    let text = fields.get("body").unwrap_or("");
+
+    match news::validate(title, text) {
+        Ok(post) => {
+            app.feed.post(post);
+            // Post/Redirect/Get: answer the POST with "see /" rather than
+            // with a page. The browser GETs `/`, and that GET is what its
+            // history remembers, so Reload shows the page again instead of
+            // asking "resend the form?" and posting twice.
+            http::see_other("/")
+        }
+        Err(errors) => {
+            // 422: the request was understood but cannot be accepted as it
+            // is. The page comes back with the messages and what was typed.
+            let index = Index {
+                layout,
+                listing: Listing::latest(&app.feed),
+                form: PostForm::rejected(title, text, errors),
+                sockets: app.sockets.count(),
+            };
+            page::render(StatusCode::UNPROCESSABLE_ENTITY, &index)
+        }
+    }
+}
+
+/// `POST /news` with JSON, the way the page's script posts: `201 Created`
+/// with the stored item, or `422` with a message per field. Refusals are
+/// JSON too, so that the script can show them.
+async fn post_json(app: &App, request: Request<Incoming>) -> Response {
+    if !http::same_origin(request.headers()) {
+        let message =
+            "This request came from another site; only pages of this server may post here.";
+        return http::json_error(StatusCode::FORBIDDEN, message);
+    }
+    let body = match http::read_body(request, BODY_LIMIT).await {
+        Ok(body) => body,
+        Err(BodyError::TooLarge) => {
+            let message = "That post is larger than 16 KiB; nothing was stored.";
+            return http::json_error(StatusCode::PAYLOAD_TOO_LARGE, message);
+        }
+        Err(BodyError::Broken) => {
+            let message = "The post did not arrive whole; nothing was stored.";
+            return http::json_error(StatusCode::BAD_REQUEST, message);
+        }
+    };
+    let post: PostRequest = match serde_json::from_slice(&body) {
+        Ok(post) => post,
+        Err(error) => {
+            let message = format!(
+                "The body is not the JSON this server expects ({error}); nothing was stored."
+            );
+            return http::json_error(StatusCode::BAD_REQUEST, &message);
+        }
+    };
+    match news::validate(&post.title, &post.body) {
+        Ok(post) => http::json(StatusCode::CREATED, &app.feed.post(post)),
+        Err(errors) => {
+            let answer = serde_json::json!({ "errors": errors });
+            http::json(StatusCode::UNPROCESSABLE_ENTITY, &answer)
+        }
+    }
+}
+
+/// `GET /ws` and `GET /echo`: the WebSocket handshake (RFC 6455 §4), by hand.
+///
+/// The browser sends an ordinary GET with a few extra headers:
+///
+/// ```text
+/// GET /ws?since=41 HTTP/1.1
+/// Connection: Upgrade
+/// Upgrade: websocket
+/// Sec-WebSocket-Version: 13
+/// Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==
+/// Origin: http://127.0.0.1:3004
+/// ```
+///
+/// and the server agrees with `101 Switching Protocols`. From then on the
+/// connection no longer speaks HTTP: hyper hands it over, and `session`
+/// speaks WebSocket frames on it.
+fn upgrade<F, S>(mut request: Request<Incoming>, session: F) -> Response
+where
+    F: FnOnce(WebSocketStream<TokioIo<Upgraded>>) -> S + Send + 'static,
+    S: Future<Output = ()> + Send + 'static,
+{
+    let headers = request.headers();
+    // Browsers let any page open a WebSocket to any server, and the
+    // same-origin policy does not apply. `Origin` is how a server tells its
+    // own pages from someone else's: check it before agreeing to anything.
+    if !http::same_origin(headers) {
+        let message = "WebSocket connections are only accepted from pages of this server.";
+        return http::json_error(StatusCode::FORBIDDEN, message);
+    }
+    if !has_token(headers, header::CONNECTION, "upgrade")
+        || !has_token(headers, header::UPGRADE, "websocket")
+    {
+        let message = "This address speaks WebSocket: connect with new WebSocket(url).";
+        let response = http::json_error(StatusCode::UPGRADE_REQUIRED, message);
+        return http::with_header(response, header::UPGRADE, "websocket");
+    }
+    // 13 is the only version of the protocol there is; 426 says which one
+    // this server speaks.
+    if headers
+        .get(header::SEC_WEBSOCKET_VERSION)
+        .is_none_or(|version| version != "13")
+    {
+        let message = "Only WebSocket version 13 is spoken here.";
+        let response = http::json_error(StatusCode::UPGRADE_REQUIRED, message);
+        return http::with_header(response, header::SEC_WEBSOCKET_VERSION, "13");
+    }
+    let Some(key) = headers
+        .get(header::SEC_WEBSOCKET_KEY)
+        .filter(|key| is_websocket_key(key.as_bytes()))
+    else {
+        let message = "Sec-WebSocket-Key must be 16 random bytes in base64.";
+        return http::json_error(StatusCode::BAD_REQUEST, message);
+    };
+    // The answer proves that this server read the request and speaks
+    // WebSocket: base64(SHA-1(key + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11")).
+    // A plain HTTP server, or a cache replaying an old answer, could not
+    // produce it.
+    let accept = derive_accept_key(key.as_bytes());
+
+    // Ask hyper for the connection once the 101 has gone out. This must be
+    // taken from the request before we answer; the future resolves after.
+    let on_upgrade = hyper::upgrade::on(&mut request);
+    tokio::spawn(async move {
+        match on_upgrade.await {
+            Ok(upgraded) => {
+                let socket = WebSocketStream::from_raw_socket(
+                    TokioIo::new(upgraded),
+                    Role::Server,
+                    Some(socket_config()),
+                )
+                .await;
+                session(socket).await;
+            }
+            Err(error) => tracing::warn!(%error, "the upgrade did not complete"),
+        }
+    });
+
+    let mut response = http::response(StatusCode::SWITCHING_PROTOCOLS, "text/plain", "");
+    response.headers_mut().remove(header::CONTENT_TYPE);
+    let response = http::with_header(response, header::CONNECTION, "Upgrade");
+    let response = http::with_header(response, header::UPGRADE, "websocket");
+    http::with_header(response, header::SEC_WEBSOCKET_ACCEPT, &accept)
+}
+
+/// Does this comma-separated header (`Connection: keep-alive, Upgrade`)
+/// hold `token`, ignoring case?
+fn has_token(headers: &HeaderMap, name: header::HeaderName, token: &str) -> bool {
+    headers
+        .get_all(name)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .any(|item| item.trim().eq_ignore_ascii_case(token))
+}
+
+/// 16 bytes in base64: 22 characters and `==`.
+fn is_websocket_key(key: &[u8]) -> bool {
+    key.len() == 24
+        && key.ends_with(b"==")
+        && key[..22]
+            .iter()
+            .all(|&byte| byte.is_ascii_alphanumeric() || byte == b'+' || byte == b'/')
+}
+
+/// Memory per socket is set here. tungstenite reads into a buffer it
+/// allocates for every socket, 128 KiB by default: 1.25 GiB for 10,000
+/// idle sockets. Our messages are small, so 4 KiB will do. Writes gather
+/// in a small buffer until a flush; incoming messages are capped.
+fn socket_config() -> WebSocketConfig {
+    WebSocketConfig::default()
+        .read_buffer_size(4 * 1024)
+        .write_buffer_size(8 * 1024)
+        .max_write_buffer_size(64 * 1024)
+        .max_message_size(Some(MESSAGE_LIMIT))
+        .max_frame_size(Some(MESSAGE_LIMIT))
+}
+
+/// What the server sends on `/ws`.
+#[derive(Serialize)]
+#[serde(tag = "type", rename_all = "lowercase")]
+enum ToClient<'a> {
+    /// What the client missed (or a reset), right after connecting.
+    Snapshot {
+        #[serde(flatten)]
+        batch: &'a Batch,
+    },
+    /// One new item.
+    News { item: &'a NewsItem },
+    /// The post with this `ref` was stored with this id.
+    Posted {
+        #[serde(rename = "ref")]
+        reference: &'a Value,
+        id: u64,
+    },
+    /// Something the client sent was refused.
+    Error {
+        #[serde(rename = "ref", skip_serializing_if = "Value::is_null")]
+        reference: &'a Value,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        errors: Option<&'a FieldErrors>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        message: Option<&'a str>,
+    },
+}
+
+/// What a client may send on `/ws`.
+#[derive(Deserialize)]
+#[serde(tag = "type", rename_all = "lowercase")]
+enum FromClient {
+    Post {
+        #[serde(flatten)]
+        post: PostRequest,
+    },
+}
+
+fn encode(message: &ToClient<'_>) -> Message {
+    let json = serde_json::to_string(message).expect("messages always serialize");
+    Message::Text(json.into())
+}
+
+/// Why a socket's session ends.
+enum Ending {
+    /// The client closed, or its connection broke: nothing more to say.
+    Gone,
+    /// We close, with a code and a reason the client can read.
+    Close(CloseCode, &'static str),
+}
+
+/// One socket on `/ws`: the snapshot, then news as it happens, and posts
+/// from the client, until one side closes.
+async fn news_socket(app: App, mut socket: WebSocketStream<TokioIo<Upgraded>>, since: Option<u64>) {
+    let _open = app.sockets.open();
+    let started = Instant::now();
+    // Subscribe and take the snapshot in one step, so that an item posted
+    // in between is in exactly one of them.
+    let (snapshot, mut news) = app.feed.subscribe(since);
+    tracing::info!(
+        "WS /ws opened, since={since:?}, {} sockets open",
+        app.sockets.count()
+    );
+    let ending = match send(
+        &mut socket,
+        encode(&ToClient::Snapshot { batch: &snapshot }),
+    )
+    .await
+    {
+        Ok(()) => serve_news(&app, &mut socket, &mut news).await,
+        Err(ending) => ending,
+    };
+    if let Ending::Close(code, reason) = ending {
+        close(&mut socket, code, reason).await;
+    }
+    tracing::info!(
+        "WS /ws closed after {:.1} s, {} sockets open",
+        started.elapsed().as_secs_f64(),
+        app.sockets.count() - 1
+    );
+}
+
+/// The loop of a `/ws` socket: whichever comes first of a message from the
+/// client, an item from the feed, a heartbeat, or the server stopping.
+async fn serve_news(
+    app: &App,
+    socket: &mut WebSocketStream<TokioIo<Upgraded>>,
+    news: &mut shared::feed::Subscription,
+) -> Ending {
+    let ping_every = Duration::from_secs(app.options.ping_interval.max(1));
+    let mut heartbeat =
+        tokio::time::interval_at(tokio::time::Instant::now() + ping_every, ping_every);
+    let mut heard = Instant::now();
+    let mut posts = VecDeque::new();
+    let mut refused = 0;
+    loop {
+        tokio::select! {
+            incoming = socket.next() => {
+                heard = Instant::now();
+                let message = match incoming {
+                    None | Some(Err(WsError::ConnectionClosed | WsError::AlreadyClosed)) => return Ending::Gone,
+                    Some(Err(error)) => return read_error(error),
+                    Some(Ok(message)) => message,
+                };
+                let reply = match message {
+                    Message::Text(text) => {
+                        if flooding(&mut posts) {
+                            refused += 1;
+                            if refused > FLOOD_LIMIT {
+                                return Ending::Close(CloseCode::Policy, "too many posts");
+                            }
+                            let message = "Too many posts: at most 20 in 10 seconds. Nothing was stored.";
+                            error_reply(&Value::Null, None, Some(message))
+                        } else {
+                            refused = 0;
+                            handle_post(app, &text)
+                        }
+                    }
+                    Message::Binary(_) => return Ending::Close(CloseCode::Unsupported, "binary frames are not spoken here"),
+                    // Pings are answered by tungstenite itself; pongs only
+                    // tell us the client is alive (`heard`, above).
+                    Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => continue,
+                    Message::Close(_) => return Ending::Gone,
+                };
+                if let Err(ending) = send(socket, reply).await {
+                    return ending;
+                }
+            }
+            pushed = news.next() => {
+                // Feed the item, and any others already waiting, into the
+                // socket's buffer, then flush once: a burst of 200 items
+                // becomes a few large writes instead of 200 small ones.
+                let mut next = Some(pushed);
+                while let Some(pushed) = next {
+                    let frame = news_frame(app, pushed);
+                    if let Err(ending) = feed(socket, frame).await {
+                        return ending;
+                    }
+                    next = news.next().now_or_never();
+                }
+                if let Err(ending) = flush(socket).await {
+                    return ending;
+                }
+            }
+            _ = heartbeat.tick() => {
+                if heard.elapsed() > 2 * ping_every {
+                    tracing::info!("WS /ws: no answer to two pings, dropping the socket");
+                    return Ending::Gone;
+                }
+                if let Err(ending) = send(socket, Message::Ping(Bytes::new())).await {
+                    return ending;
+                }
+            }
+            () = app.shutdown.wait() => return Ending::Close(CloseCode::Away, "the server is stopping"),
+        }
+    }
+}
+
+/// `{"type":"post",...}` → store it and say `posted`, or say what is wrong.
+fn handle_post(app: &App, text: &str) -> Message {
+    let Ok(json) = serde_json::from_str::<Value>(text) else {
+        return error_reply(&Value::Null, None, Some("That message is not JSON."));
+    };
+    let reference = json.get("ref").cloned().unwrap_or(Value::Null);
+    match serde_json::from_value::<FromClient>(json) {
+        Ok(FromClient::Post { post }) => match news::validate(&post.title, &post.body) {
+            Ok(post) => {
+                let item = app.feed.post(post);
+                encode(&ToClient::Posted {
+                    reference: &reference,
+                    id: item.id,
+                })
+            }
+            Err(errors) => error_reply(&reference, Some(&errors), None),
+        },
+        Err(error) => {
+            let message = format!("That message is not one this server understands: {error}.");
+            error_reply(&reference, None, Some(&message))
+        }
+    }
+}
+
+fn error_reply(reference: &Value, errors: Option<&FieldErrors>, message: Option<&str>) -> Message {
+    encode(&ToClient::Error {
+        reference,
+        errors,
+        message,
+    })
+}
+
+/// Counts a post; true when this socket has posted too much lately.
+fn flooding(posts: &mut VecDeque<Instant>) -> bool {
+    let now = Instant::now();
+    while posts.front().is_some_and(|&at| now - at > POST_WINDOW) {
+        posts.pop_front();
+    }
+    if posts.len() >= POSTS_PER_WINDOW {
+        return true;
+    }
+    posts.push_back(now);
+    false
+}
+
+/// The frame for one pushed item, encoded once for all sockets; or a
+/// snapshot with a reset for a socket that fell behind the whole history.
+fn news_frame(app: &App, pushed: Pushed) -> Message {
+    match pushed {
+        Pushed::Item(item) => Message::Text(app.frames.get(item.id, || {
+            match encode(&ToClient::News { item: &item }) {
+                Message::Text(json) => json,
+                _ => unreachable!("encode() makes text frames"),
+            }
+        })),
+        Pushed::Reset(batch) => encode(&ToClient::Snapshot { batch: &batch }),
+    }
+}
+
+/// tungstenite reports a broken message as an error and drops the
+/// connection; the close code that tells the client why is ours to send.
+fn read_error(error: WsError) -> Ending {
+    use tokio_tungstenite::tungstenite::error::CapacityError;
+    match error {
+        WsError::Capacity(CapacityError::MessageTooLong { .. }) => {
+            Ending::Close(CloseCode::Size, "messages are limited to 16 KiB")
+        }
+        WsError::Utf8(_) => Ending::Close(CloseCode::Invalid, "text frames must be UTF-8"),
+        WsError::Protocol(_) | WsError::Capacity(_) => Ending::Close(
+            CloseCode::Protocol,
+            "that frame breaks the WebSocket protocol",
+        ),
+        _ => Ending::Gone,
+    }
+}
+
+/// Sends one message now.
+async fn send(
+    socket: &mut WebSocketStream<TokioIo<Upgraded>>,
+    message: Message,
+) -> Result<(), Ending> {
+    feed(socket, message).await?;
+    flush(socket).await
+}
+
+/// Adds a message to the socket's write buffer. A client that stops reading
+/// fills its TCP window, then our buffer; past [`SEND_TIMEOUT`] it is cut
+/// off, so it holds a bounded amount of memory and never slows the others.
+async fn feed(
+    socket: &mut WebSocketStream<TokioIo<Upgraded>>,
+    message: Message,
+) -> Result<(), Ending> {
+    match tokio::time::timeout(SEND_TIMEOUT, socket.feed(message)).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(_)) => Err(Ending::Gone),
+        Err(_) => Err(Ending::Close(CloseCode::Policy, "the client does not read")),
+    }
+}
+
+async fn flush(socket: &mut WebSocketStream<TokioIo<Upgraded>>) -> Result<(), Ending> {
+    match tokio::time::timeout(SEND_TIMEOUT, socket.flush()).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(_)) => Err(Ending::Gone),
+        Err(_) => Err(Ending::Close(CloseCode::Policy, "the client does not read")),
+    }
+}
+
+/// Sends a close frame with a code and a reason, as far as the client lets
+/// us, and gives up after a second.
+async fn close(
+    socket: &mut WebSocketStream<TokioIo<Upgraded>>,
+    code: CloseCode,
+    reason: &'static str,
+) {
+    let frame = CloseFrame {
+        code,
+        reason: Utf8Bytes::from_static(reason),
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(1), socket.close(Some(frame))).await;
+}
+
+/// `/echo`: every text or binary message comes back as it was sent, with
+/// the same limits and close codes as `/ws`.
+async fn echo_socket(mut socket: WebSocketStream<TokioIo<Upgraded>>) {
+    while let Some(incoming) = socket.next().await {
+        let echo = match incoming {
+            Ok(message @ (Message::Text(_) | Message::Binary(_))) => message,
+            Ok(Message::Close(_)) => return,
+            Ok(_) => continue,
+            Err(error) => {
+                if let Ending::Close(code, reason) = read_error(error) {
+                    close(&mut socket, code, reason).await;
+                }
+                return;
+            }
+        };
+        if send(&mut socket, echo).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// 405: the path exists, the method does not. `Allow` says which one does.
+fn method_not_allowed(layout: Layout, allow: &str) -> Response {
+    let message = format!("This address only answers {allow}.");
+    let response = page::error(layout, StatusCode::METHOD_NOT_ALLOWED, &message);
+    http::with_header(response, header::ALLOW, allow)
+}
+
+/// 404, as a page with the navigation, so that nobody is stranded.
+fn not_found(layout: Layout, path: &str) -> Response {
+    let message = format!("There is no page at {path}.");
+    page::error(layout, StatusCode::NOT_FOUND, &message)
+}

@@ -1,0 +1,96 @@
+//! A WebSocket client for tests of steps 04 and 05: connect as a page of
+//! the step would (with its `Origin`), read JSON messages, and see close
+//! codes.
+
+use std::time::Duration;
+
+use futures_util::SinkExt;
+use futures_util::StreamExt;
+use serde_json::Value;
+use tokio::io::AsyncReadExt;
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+
+use super::Running;
+
+pub type Socket = WebSocketStream<TcpStream>;
+
+/// Opens a WebSocket on `path` (`/ws?since=0`) from a page of this server.
+pub async fn connect(server: &Running, path: &str) -> Socket {
+    let mut request = format!("ws://{}{path}", server.addr)
+        .into_client_request()
+        .expect("a valid WebSocket URL");
+    request
+        .headers_mut()
+        .insert("origin", server.origin().parse().unwrap());
+    let stream = TcpStream::connect(server.addr)
+        .await
+        .expect("the step listens");
+    let (socket, response) = tokio_tungstenite::client_async(request, stream)
+        .await
+        .expect("the handshake succeeds");
+    assert_eq!(response.status(), 101);
+    socket
+}
+
+/// The next text message, as JSON; pings and pongs are skipped.
+pub async fn next_json(socket: &mut Socket) -> Value {
+    loop {
+        let message = tokio::time::timeout(Duration::from_secs(10), socket.next())
+            .await
+            .expect("a message within 10 s")
+            .expect("the socket is open")
+            .expect("a valid frame");
+        match message {
+            Message::Text(text) => return serde_json::from_str(&text).expect("JSON"),
+            Message::Ping(_) | Message::Pong(_) => continue,
+            other => panic!("expected a text message, got {other:?}"),
+        }
+    }
+}
+
+/// Sends a JSON message.
+pub async fn send_json(socket: &mut Socket, value: Value) {
+    socket
+        .send(Message::Text(value.to_string().into()))
+        .await
+        .expect("the socket takes the message");
+}
+
+/// Reads until the server closes, and returns its close code and reason.
+pub async fn close_code(socket: &mut Socket) -> (CloseCode, String) {
+    loop {
+        let message = tokio::time::timeout(Duration::from_secs(10), socket.next())
+            .await
+            .expect("the server closes within 10 s");
+        match message {
+            Some(Ok(Message::Close(Some(frame)))) => return (frame.code, frame.reason.to_string()),
+            Some(Ok(Message::Close(None))) => panic!("a close frame without a code"),
+            Some(Ok(_)) => continue,
+            Some(Err(error)) => panic!("the connection broke before a close frame: {error}"),
+            None => panic!("the connection ended without a close frame"),
+        }
+    }
+}
+
+/// Sends a raw HTTP request on a new connection and returns the answer's
+/// head (status line and headers), lowercased, and the open stream.
+pub async fn raw_request(server: &Running, request: &str) -> (String, TcpStream) {
+    let mut stream = TcpStream::connect(server.addr).await.unwrap();
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        let mut byte = [0];
+        let read = tokio::time::timeout(Duration::from_secs(10), stream.read(&mut byte))
+            .await
+            .expect("an answer within 10 s")
+            .unwrap();
+        assert_eq!(read, 1, "the server closed before answering");
+        head.push(byte[0]);
+    }
+    (String::from_utf8(head).unwrap().to_lowercase(), stream)
+}

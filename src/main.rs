@@ -73,7 +73,12 @@ async fn main() -> ExitCode {
     ));
 
     println!("\nThe workshop is running. Open each step in its own tab:\n");
-    for step in [form_post::STEP, xhr_polling::STEP, long_polling::STEP] {
+    for step in [
+        form_post::STEP,
+        xhr_polling::STEP,
+        long_polling::STEP,
+        websocket::STEP,
+    ] {
         println!(
             "  {} {:<14} http://{}:{}/",
             step.number,

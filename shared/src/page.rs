@@ -262,6 +262,8 @@ pub struct PostForm {
     pub title: String,
     pub body: String,
     pub errors: FieldErrors,
+    /// Offer an image attachment (step 05, where a socket can carry one).
+    pub attachments: bool,
 }
 
 impl PostForm {
@@ -271,6 +273,7 @@ impl PostForm {
             title: title.to_owned(),
             body: body.to_owned(),
             errors,
+            attachments: false,
         }
     }
 

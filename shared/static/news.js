@@ -1,6 +1,6 @@
 // news.js: what a page with JavaScript does with news, whatever brought it.
 //
-// Steps 02 to 04 load this file; the transport (XMLHttpRequest polling,
+// Steps 02 to 05 load this file; the transport (XMLHttpRequest polling,
 // long polling, a WebSocket) is in each step's own page, below it. Here:
 // render an item from the <template id="item-template"> with textContent
 // (never innerHTML, so a title like <img onerror=...> stays text), add
@@ -26,32 +26,33 @@ const news = (() => {
     return node;
   }
 
-  function isShown(id) {
-    return list.querySelector(`[data-id="${Number(id)}"]`) !== null;
+  function isShown(id, within = list) {
+    return within.querySelector(`[data-id="${Number(id)}"]`) !== null;
   }
 
   // New items go on top, oldest of them first, so the newest ends up first.
-  function add(items) {
+  // Step 05 keeps a list per room and passes it; the others have one.
+  function add(items, into = list) {
     for (const item of items) {
-      if (isShown(item.id)) continue;
+      if (isShown(item.id, into)) continue;
       const node = render(item);
       node.classList.add('arrived');
-      list.prepend(node);
+      into.prepend(node);
       meter.shown(item.id);
     }
-    while (list.children.length > KEEP) list.lastElementChild.remove();
+    while (into.children.length > KEEP) into.lastElementChild.remove();
   }
 
   // An answer from the server: {items, cursor} or {items, cursor, reset}.
   // Returns the cursor to ask from next time.
-  function apply(answer) {
+  function apply(answer, into = list) {
     if (answer.reset) {
       // The server could not vouch for our cursor (it restarted, or we were
       // away too long): show its latest items instead of what we had.
-      list.replaceChildren(...answer.items.map(render).reverse());
+      into.replaceChildren(...answer.items.map(render).reverse());
       say('The feed was reset: showing the latest news.');
     } else {
-      add(answer.items);
+      add(answer.items, into);
     }
     return answer.cursor;
   }
@@ -87,11 +88,13 @@ const news = (() => {
 
   return {
     form,
+    list,
     // Only the plain "latest news" view gets live updates, not a search or
     // an older page.
     live: list.dataset.live === 'true',
     cursor: Number(list.dataset.cursor),
     apply,
+    render,
     fields,
     showErrors,
     posted,

@@ -600,7 +600,8 @@ impl Rooms {
                 self.max
             ));
         }
-        let room = self.create(name.into(), Feed::new(shared::feed::DEFAULT_CAPACITY));
+        let general = &by_name[GENERAL].feed;
+        let room = self.create(name.into(), general.sibling());
         by_name.insert(room.name.clone(), room.clone());
         Ok(room)
     }

@@ -133,6 +133,14 @@ impl Feed {
         }
     }
 
+    /// A new, empty feed with this one's capacity and clock, its ids starting
+    /// from the clock's present: what step 05 makes for each new room.
+    pub fn sibling(&self) -> Feed {
+        let now = (self.inner.clock)();
+        let micros = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_micros());
+        Feed::starting_at(self.inner.capacity, micros as u64, self.inner.clock)
+    }
+
     /// Stores a validated post and tells every waiter and subscriber.
     pub fn post(&self, post: NewPost) -> Arc<NewsItem> {
         let mut state = self.lock();
@@ -399,6 +407,17 @@ mod tests {
         let batch = feed.recent(2);
         assert_eq!(ids(&batch.items), [2, 3]);
         assert_eq!((batch.cursor, batch.reset), (3, false));
+    }
+
+    #[test]
+    fn a_sibling_is_a_new_feed_with_the_same_clock() {
+        let feed = Feed::starting_at(10, 0, fixed);
+        feed.post(post("a"));
+        let sibling = feed.sibling();
+        assert_eq!(sibling.cursor(), 1_795_000_000_000_000);
+        let item = sibling.post(post("b"));
+        assert_eq!((item.id, item.posted_at), (1_795_000_000_000_001, fixed()));
+        assert_eq!(feed.cursor(), 1, "the original is untouched");
     }
 
     #[test]

@@ -1,6 +1,6 @@
-//! The workshop launcher: `cargo run` at the root starts every step in one
-//! process, each on its own port, all serving one shared feed: post in one
-//! era and watch the others find out, each in its own way.
+//! `cargo run` at the root: every step in one process, each on its own
+//! port, all serving one shared feed, and the index that shows them side by
+//! side at http://127.0.0.1:3000/.
 
 use std::process::ExitCode;
 
@@ -8,8 +8,6 @@ use clap::Parser;
 use shared::Feed;
 use shared::Shutdown;
 use shared::feed::DEFAULT_CAPACITY;
-use shared::page::Step;
-use tokio::task::JoinSet;
 
 /// Every era of the real-time web, side by side.
 #[derive(Parser)]
@@ -18,9 +16,13 @@ struct Args {
     /// machines in the room connect.
     #[arg(long, env = "HOST", default_value = "127.0.0.1")]
     host: String,
-    /// Step NN listens on BASE_PORT + NN (3001, 3002, ... by default).
+    /// The index listens on BASE_PORT, step NN on BASE_PORT + NN (3001,
+    /// 3002, ... by default).
     #[arg(long, default_value_t = 3000)]
     base_port: u16,
+    /// Which steps to run, by number (`--steps 1,3,4`); all by default.
+    #[arg(long, value_delimiter = ',')]
+    steps: Vec<String>,
     /// How many items the shared feed keeps.
     #[arg(long, default_value_t = DEFAULT_CAPACITY)]
     history: usize,
@@ -30,81 +32,27 @@ struct Args {
 async fn main() -> ExitCode {
     let args = Args::parse();
     shared::cli::init_logging();
-    let feed = Feed::new(args.history);
-    let shutdown = Shutdown::on_ctrl_c();
-    let mut steps = JoinSet::new();
-
-    // Each step on its own port, all with the same feed and the same
-    // shutdown signal.
-    let step = form_post::STEP;
-    let listener = match shared::cli::bind(&args.host, port(&args, step), step, "--base-port").await
-    {
-        Ok(listener) => listener,
+    let steps = match workshop::select(&args.steps) {
+        Ok(steps) => steps,
+        Err(message) => {
+            eprintln!("error: {message}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let listeners = match workshop::bind(&args.host, args.base_port, &steps).await {
+        Ok(listeners) => listeners,
         Err(error) => return shared::cli::report(Err(error)),
     };
-    steps.spawn(form_post::run(listener, feed.clone(), shutdown.clone()));
 
-    let step = xhr_polling::STEP;
-    let listener = match shared::cli::bind(&args.host, port(&args, step), step, "--base-port").await
-    {
-        Ok(listener) => listener,
-        Err(error) => return shared::cli::report(Err(error)),
-    };
-    let options = xhr_polling::Options::default();
-    steps.spawn(xhr_polling::run(
-        listener,
-        feed.clone(),
-        options,
-        shutdown.clone(),
-    ));
-
-    let step = long_polling::STEP;
-    let listener = match shared::cli::bind(&args.host, port(&args, step), step, "--base-port").await
-    {
-        Ok(listener) => listener,
-        Err(error) => return shared::cli::report(Err(error)),
-    };
-    let options = long_polling::Options::default();
-    steps.spawn(long_polling::run(
-        listener,
-        feed.clone(),
-        options,
-        shutdown.clone(),
-    ));
-
-    println!("\nThe workshop is running. Open each step in its own tab:\n");
-    for step in [
-        form_post::STEP,
-        xhr_polling::STEP,
-        long_polling::STEP,
-        websocket::STEP,
-    ] {
-        println!(
-            "  {} {:<14} http://{}:{}/",
-            step.number,
-            step.name,
-            args.host,
-            port(&args, step)
-        );
+    println!("\nThe workshop is running. Open the index, or each step in a tab of its own:\n");
+    println!("     {:<14} http://{}:{}/", "Side by side", args.host, args.base_port);
+    for (step, listener) in &listeners.steps {
+        let port = listener.local_addr().map_or(0, |addr| addr.port());
+        println!("  {} {:<14} http://{}:{port}/", step.number, step.name, args.host);
     }
     println!("\nEvery step serves the same feed: post in one, watch the others.");
     println!("Ctrl-C stops every step.\n");
 
-    let mut result = Ok(());
-    while let Some(ended) = steps.join_next().await {
-        match ended {
-            Ok(Ok(())) => {}
-            Ok(Err(error)) => result = Err(error),
-            Err(panic) => result = Err(std::io::Error::other(panic)),
-        }
-        // One step failing takes the others down with it, cleanly.
-        shutdown.trigger();
-    }
-    shared::cli::report(result)
-}
-
-/// The port of a step: base port + its number.
-fn port(args: &Args, step: &Step) -> u16 {
-    let number: u16 = step.number.parse().expect("step numbers are digits");
-    args.base_port + number
+    let feed = Feed::new(args.history);
+    shared::cli::report(workshop::serve(listeners, feed, Shutdown::on_ctrl_c()).await)
 }

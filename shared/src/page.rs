@@ -123,6 +123,9 @@ pub struct Layout {
     /// The host name the browser used to reach us, so that links to the
     /// other steps point at the same machine.
     pub host: String,
+    /// The page is shown inside a frame (the launcher's side-by-side
+    /// index): only the feed and the meter, no chrome around them.
+    pub embedded: bool,
 }
 
 impl Layout {
@@ -133,9 +136,15 @@ impl Layout {
             .map(host_without_port)
             .filter(|host| !host.is_empty())
             .unwrap_or("127.0.0.1");
+        // Browsers say where a response will go: `Sec-Fetch-Dest: iframe`
+        // for a page loading inside a frame.
+        let embedded = headers
+            .get("sec-fetch-dest")
+            .is_some_and(|dest| dest == "iframe");
         Layout {
             step,
             host: host.to_owned(),
+            embedded,
         }
     }
 

@@ -1,0 +1,203 @@
+//! The workshop launcher: every step in one process, each on its own port,
+//! all serving one shared feed, and an index page that shows them side by
+//! side. Post once and watch each era find out in its own way.
+//!
+//! - [`bind`] takes the ports: BASE for the index, BASE + NN for step NN.
+//! - [`serve`] runs the index and the steps until the shutdown signal, and
+//!   stops them all together (one failing stops the others).
+//!
+//! `src/main.rs` reads the flags and calls both; the tests bind port 0 for
+//! each and call [`serve`] directly.
+
+use std::io;
+use std::net::SocketAddr;
+
+use askama::Template;
+use hyper::Method;
+use hyper::Request;
+use hyper::StatusCode;
+use hyper::body::Incoming;
+use shared::Feed;
+use shared::Shutdown;
+use shared::assets;
+use shared::http;
+use shared::http::BodyError;
+use shared::http::Response;
+use shared::news;
+use shared::news::PostRequest;
+use shared::page::STEPS;
+use shared::page::Step;
+use tokio::net::TcpListener;
+use tokio::task::JoinSet;
+
+/// The listeners of a launcher: the index page and each step it runs.
+pub struct Listeners {
+    pub index: TcpListener,
+    pub steps: Vec<(&'static Step, TcpListener)>,
+}
+
+/// The steps whose numbers are listed (`["01", "03"]`), or every step.
+pub fn select(numbers: &[String]) -> Result<Vec<&'static Step>, String> {
+    if numbers.is_empty() {
+        return Ok(STEPS.iter().collect());
+    }
+    numbers
+        .iter()
+        .map(|number| {
+            STEPS
+                .iter()
+                .find(|step| step.number.trim_start_matches('0') == number.trim_start_matches('0'))
+                .ok_or_else(|| format!("there is no step {number}; the steps are 1 to {}", STEPS.len()))
+        })
+        .collect()
+}
+
+/// Binds the index on `base_port` and step NN on `base_port + NN`.
+pub async fn bind(host: &str, base_port: u16, steps: &[&'static Step]) -> io::Result<Listeners> {
+    let index = TcpListener::bind((host, base_port)).await.map_err(|error| {
+        let hint = if error.kind() == io::ErrorKind::AddrInUse {
+            format!("port {base_port} is already in use (another launcher?); stop it or choose other ports with --base-port")
+        } else {
+            format!("cannot listen on {host}:{base_port}")
+        };
+        io::Error::new(error.kind(), format!("the workshop index: {hint}: {error}"))
+    })?;
+    let mut bound = Vec::new();
+    for &step in steps {
+        let number: u16 = step.number.parse().expect("step numbers are digits");
+        let listener = shared::cli::bind(host, base_port + number, step, "--base-port").await?;
+        bound.push((step, listener));
+    }
+    Ok(Listeners {
+        index,
+        steps: bound,
+    })
+}
+
+/// Runs the index and every step on `feed` until `shutdown` fires or one
+/// of them fails; then stops all of them and waits for each to end.
+pub async fn serve(listeners: Listeners, feed: Feed, shutdown: Shutdown) -> io::Result<()> {
+    let mut panes = Vec::new();
+    let mut tasks = JoinSet::new();
+    for (step, listener) in listeners.steps {
+        let port = listener.local_addr()?.port();
+        panes.push(Pane { step, port });
+        let (feed, stop) = (feed.clone(), shutdown.clone());
+        match step.number {
+            "01" => tasks.spawn(form_post::run(listener, feed, stop)),
+            "02" => tasks.spawn(xhr_polling::run(listener, feed, Default::default(), stop)),
+            "03" => tasks.spawn(long_polling::run(listener, feed, Default::default(), stop)),
+            "04" => tasks.spawn(websocket::run(listener, feed, Default::default(), stop)),
+            "05" => tasks.spawn(rooms::run(listener, feed, Default::default(), stop)),
+            other => unreachable!("step {other} is not known to the launcher"),
+        };
+    }
+    let index = Index { panes, feed };
+    let addr: SocketAddr = listeners.index.local_addr()?;
+    tracing::info!("the workshop index listening on http://{addr}/");
+    tasks.spawn(http::serve(listeners.index, shutdown.clone(), move |request| {
+        route(index.clone(), request)
+    }));
+
+    let mut result = Ok(());
+    while let Some(ended) = tasks.join_next().await {
+        match ended {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => result = Err(error),
+            Err(panic) => result = Err(io::Error::other(panic)),
+        }
+        // One step ending (a failure, or the shutdown) ends them all.
+        shutdown.trigger();
+    }
+    result
+}
+
+/// One era on the index page.
+#[derive(Clone, Debug)]
+struct Pane {
+    step: &'static Step,
+    port: u16,
+}
+
+impl Pane {
+    /// What this era does, and what it costs, in one line.
+    fn cost(&self) -> &'static str {
+        match self.step.number {
+            "01" => "Shows news when you reload. Costs a whole page per look.",
+            "02" => "Asks every 2 s. Costs a request per client per interval, news or not.",
+            "03" => "The server holds the question. Costs a request per item per client, and an open connection.",
+            "04" => "The server pushes frames. Costs an open socket per client; an item is a small frame.",
+            "05" => "Rooms on one socket. Costs the same as 04, plus the bookkeeping a library would do.",
+            _ => "",
+        }
+    }
+}
+
+/// What the index's handlers can reach.
+#[derive(Clone)]
+struct Index {
+    panes: Vec<Pane>,
+    feed: Feed,
+}
+
+/// The index page: a pane per era, and one post box.
+#[derive(Template)]
+#[template(path = "launcher.html")]
+struct IndexPage<'a> {
+    panes: &'a [Pane],
+    /// The host name the browser used, so that the panes point at the
+    /// same machine.
+    host: String,
+}
+
+async fn route(index: Index, request: Request<Incoming>) -> Response {
+    match (request.method(), request.uri().path()) {
+        (&Method::GET, "/") => {
+            let layout = shared::page::Layout::new(&STEPS[0], request.headers());
+            let page = IndexPage {
+                panes: &index.panes,
+                host: layout.host,
+            };
+            shared::page::render(StatusCode::OK, &page)
+        }
+        (&Method::POST, "/news") => post(&index.feed, request).await,
+        (&Method::GET, path) => match assets::get(path, request.headers()) {
+            Some(asset) => asset,
+            None => http::json_error(StatusCode::NOT_FOUND, "There is nothing here but the index at /."),
+        },
+        _ => http::json_error(StatusCode::NOT_FOUND, "There is nothing here but the index at /."),
+    }
+}
+
+/// `POST /news` with JSON from the index page's post box: into the shared
+/// feed, the same checks as every step.
+async fn post(feed: &Feed, request: Request<Incoming>) -> Response {
+    if !http::same_origin(request.headers()) {
+        return http::json_error(StatusCode::FORBIDDEN, "Only the index page may post here.");
+    }
+    if !http::has_content_type(request.headers(), "application/json") {
+        return http::json_error(StatusCode::UNSUPPORTED_MEDIA_TYPE, "Send the post as JSON.");
+    }
+    let body = match http::read_body(request, 16 * 1024).await {
+        Ok(body) => body,
+        Err(BodyError::TooLarge) => {
+            return http::json_error(StatusCode::PAYLOAD_TOO_LARGE, "That post is larger than 16 KiB.");
+        }
+        Err(BodyError::Broken) => {
+            return http::json_error(StatusCode::BAD_REQUEST, "The post did not arrive whole.");
+        }
+    };
+    let post: PostRequest = match serde_json::from_slice(&body) {
+        Ok(post) => post,
+        Err(error) => {
+            let message = format!("The body is not the JSON this server expects ({error}).");
+            return http::json_error(StatusCode::BAD_REQUEST, &message);
+        }
+    };
+    match news::validate(&post.title, &post.body) {
+        Ok(post) => http::json(StatusCode::CREATED, &feed.post(post)),
+        Err(errors) => {
+            http::json(StatusCode::UNPROCESSABLE_ENTITY, &serde_json::json!({ "errors": errors }))
+        }
+    }
+}

@@ -1,0 +1,253 @@
+//! The launcher: every step answers on its port, they share one feed, the
+//! index posts into it, and one shutdown signal ends them all.
+
+mod support;
+
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use reqwest::header;
+use serde_json::json;
+use shared::Feed;
+use shared::Shutdown;
+use support::Running;
+use support::api;
+use support::ws;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+
+/// The launcher on free ports: where each of its servers listens.
+struct Launcher {
+    index: String,
+    /// `http://127.0.0.1:PORT` of steps 01 to 05, in order.
+    steps: Vec<String>,
+    feed: Feed,
+    shutdown: Shutdown,
+    task: JoinHandle<std::io::Result<()>>,
+}
+
+async fn launch() -> Launcher {
+    let index = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let mut steps = Vec::new();
+    for step in workshop::select(&[]).unwrap() {
+        steps.push((step, TcpListener::bind("127.0.0.1:0").await.unwrap()));
+    }
+    let urls = steps
+        .iter()
+        .map(|(_, listener)| format!("http://{}", listener.local_addr().unwrap()))
+        .collect();
+    let index_url = format!("http://{}", index.local_addr().unwrap());
+    let feed = Feed::starting_at(1_000, 0, support::fixed_clock);
+    let shutdown = Shutdown::new();
+    let listeners = workshop::Listeners { index, steps };
+    let task = tokio::spawn(workshop::serve(listeners, feed.clone(), shutdown.clone()));
+    Launcher {
+        index: index_url,
+        steps: urls,
+        feed,
+        shutdown,
+        task,
+    }
+}
+
+impl Launcher {
+    /// One step as a [`Running`], for the helpers the step tests use.
+    fn step(&self, number: usize) -> Running {
+        Running {
+            addr: self.steps[number - 1]
+                .trim_start_matches("http://")
+                .parse()
+                .unwrap(),
+            feed: self.feed.clone(),
+            shutdown: self.shutdown.clone(),
+            task: tokio::spawn(async { Ok(()) }),
+        }
+    }
+}
+
+#[tokio::test]
+async fn every_port_answers_with_its_step() {
+    let launcher = launch().await;
+    let client = support::client();
+    for (i, url) in launcher.steps.iter().enumerate() {
+        let page = client.get(format!("{url}/")).send().await.unwrap();
+        assert_eq!(page.status(), StatusCode::OK, "step {}", i + 1);
+        let text = page.text().await.unwrap();
+        assert!(
+            text.contains(&format!("<body class=\"step-0{}\">", i + 1)),
+            "step {}",
+            i + 1
+        );
+    }
+    let index = client
+        .get(format!("{}/", launcher.index))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(index.status(), StatusCode::OK);
+    let index = index.text().await.unwrap();
+    for url in &launcher.steps {
+        let port = url.rsplit(':').next().unwrap();
+        assert!(
+            index.contains(&format!(":{port}/\" title=\"Step")),
+            "a pane for port {port}"
+        );
+    }
+    launcher.shutdown.trigger();
+    launcher.task.await.unwrap().unwrap();
+}
+
+#[tokio::test]
+async fn a_post_through_one_step_is_seen_through_every_other() {
+    let launcher = launch().await;
+    // Sockets of 04 and 05 first, to see the post pushed.
+    let mut socket4 = ws::connect(&launcher.step(4), "/ws?since=0").await;
+    ws::next_json(&mut socket4).await;
+    let mut socket5 = ws::connect(&launcher.step(5), "/ws?since=0").await;
+    ws::next_json(&mut socket5).await;
+
+    // Posted as a form to step 01...
+    let response = support::client()
+        .post(format!("{}/news", launcher.steps[0]))
+        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .body("title=Hello+from+1995")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+
+    // ...seen by 02's poll, 03's long poll, 04's and 05's sockets.
+    let (_, answer) = api::get_json(&launcher.step(2), "/news?since=0").await;
+    assert_eq!(answer["items"][0]["title"], "Hello from 1995");
+    let (_, answer) = api::get_json(&launcher.step(3), "/news?since=0&timeout=1").await;
+    assert_eq!(answer["items"][0]["title"], "Hello from 1995");
+    let news = ws::next_json(&mut socket4).await;
+    assert_eq!(news["item"]["title"], "Hello from 1995");
+    let news = ws::next_json(&mut socket5).await;
+    assert_eq!(
+        (news["room"].as_str(), news["item"]["title"].as_str()),
+        (Some("general"), Some("Hello from 1995"))
+    );
+
+    // And a post on 05's socket reaches step 01's page.
+    ws::send_json(
+        &mut socket5,
+        json!({ "type": "post", "ref": 1, "room": "general", "title": "Hello from the 2010s" }),
+    )
+    .await;
+    support::wait_until("05's post is stored", async || launcher.feed.cursor() == 2).await;
+    let page = support::client()
+        .get(format!("{}/", launcher.steps[0]))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("Hello from the 2010s"));
+
+    launcher.shutdown.trigger();
+    launcher.task.await.unwrap().unwrap();
+}
+
+#[tokio::test]
+async fn the_index_posts_into_the_shared_feed() {
+    let launcher = launch().await;
+    let client = support::client();
+    let origin = launcher.index.clone();
+    let response = client
+        .post(format!("{}/news", launcher.index))
+        .header(header::CONTENT_TYPE, "application/json")
+        .header(header::ORIGIN, origin)
+        .body(r#"{"title":"From the index"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::CREATED);
+    assert_eq!(launcher.feed.latest(1)[0].title, "From the index");
+
+    let refused = client
+        .post(format!("{}/news", launcher.index))
+        .header(header::CONTENT_TYPE, "application/json")
+        .header(header::ORIGIN, "http://evil.example")
+        .body(r#"{"title":"forged"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), StatusCode::FORBIDDEN);
+    let invalid = client
+        .post(format!("{}/news", launcher.index))
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(r#"{"title":"  "}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(invalid.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(launcher.feed.cursor(), 1, "nothing else was stored");
+
+    launcher.shutdown.trigger();
+    launcher.task.await.unwrap().unwrap();
+}
+
+#[tokio::test]
+async fn shutdown_ends_every_step_even_with_clients_waiting() {
+    let launcher = launch().await;
+    // A parked long poll and an open socket: both must let go.
+    let parked = tokio::spawn({
+        let url = format!("{}/news?since=0", launcher.steps[2]);
+        async move { support::client().get(url).send().await.map(|r| r.status()) }
+    });
+    let mut socket = ws::connect(&launcher.step(4), "/ws?since=0").await;
+    ws::next_json(&mut socket).await;
+    support::wait_until("the long poll is parked", async || {
+        let (_, stats) = api::get_json(&launcher.step(3), "/stats").await;
+        stats["parked"] == 1
+    })
+    .await;
+
+    launcher.shutdown.trigger();
+    let ended = tokio::time::timeout(Duration::from_secs(10), launcher.task).await;
+    ended
+        .expect("every step ends within 10 s")
+        .unwrap()
+        .unwrap();
+    assert_eq!(parked.await.unwrap().unwrap(), StatusCode::OK);
+    assert_eq!(
+        ws::close_code(&mut socket).await.0,
+        tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode::Away
+    );
+    for url in &launcher.steps {
+        let refused = support::client().get(format!("{url}/")).send().await;
+        assert!(refused.is_err(), "{url} no longer answers");
+    }
+}
+
+#[tokio::test]
+async fn steps_are_chosen_by_number() {
+    let chosen: Vec<_> = workshop::select(&["1".into(), "04".into()])
+        .unwrap()
+        .iter()
+        .map(|step| step.slug)
+        .collect();
+    assert_eq!(chosen, ["01-form-post", "04-websocket"]);
+    assert_eq!(
+        workshop::select(&["9".into()]).unwrap_err(),
+        "there is no step 9; the steps are 1 to 5"
+    );
+}
+
+#[tokio::test]
+async fn a_port_in_use_is_named_with_the_flag_that_changes_it() {
+    let taken = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = taken.local_addr().unwrap().port();
+    let error = workshop::bind("127.0.0.1", base, &[])
+        .await
+        .err()
+        .expect("the port is taken");
+    let message = error.to_string();
+    assert!(
+        message.contains(&format!("port {base} is already in use")),
+        "{message}"
+    );
+    assert!(message.contains("--base-port"), "{message}");
+}

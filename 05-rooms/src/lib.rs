@@ -74,6 +74,7 @@ use shared::http;
 use shared::http::BodyError;
 use shared::http::Response;
 use shared::news;
+use shared::news::ATTACHMENT_LIMIT;
 use shared::news::FieldErrors;
 use shared::news::NewPost;
 use shared::news::NewsItem;
@@ -120,10 +121,6 @@ pub const DEFAULT_PING_INTERVAL_S: u64 = 20;
 
 /// The largest text message a client may send: the same 16 KiB as a POST body.
 const MESSAGE_LIMIT: usize = 16 * 1024;
-
-/// The largest attachment, and the image types a post may carry.
-const ATTACHMENT_LIMIT: usize = 256 * 1024;
-const IMAGE_TYPES: [&str; 4] = ["image/png", "image/jpeg", "image/gif", "image/webp"];
 
 /// Attachments a room keeps for its history (the oldest go first), and
 /// all rooms together (past that, new attachments are refused).
@@ -199,7 +196,7 @@ pub async fn run(
 ) -> io::Result<()> {
     let admin_token: Arc<str> = match &options.admin_token {
         Some(token) => token.as_str().into(),
-        None => random_token().into(),
+        None => shared::token::random().into(),
     };
     if options.admin_token.is_none() {
         let address = listener.local_addr()?;
@@ -242,7 +239,7 @@ async fn route(app: App, request: Request<Incoming>) -> Response {
             // 101. Browsers cannot add headers to a WebSocket request, so
             // the token travels in the query string (the log hides it).
             let query = Fields::query(request.uri().query()).unwrap_or_default();
-            if !same_token(query.get("token").unwrap_or(""), &app.admin_token) {
+            if !shared::token::same(query.get("token").unwrap_or(""), &app.admin_token) {
                 let message = "The admin namespace needs ?token= with the admin token.";
                 return http::json_error(StatusCode::UNAUTHORIZED, message);
             }
@@ -588,22 +585,25 @@ impl Rooms {
         rooms
     }
 
-    /// The room called `name`, made on first use while there is room for it.
-    fn get_or_create(&self, name: &str) -> Result<Arc<Room>, String> {
+    /// A place in the room called `name`, made on first use while the
+    /// server has room for it. Taken under the same lock that forgets empty
+    /// rooms, so a room cannot be forgotten between finding it and joining.
+    fn join(self: &Arc<Rooms>, name: &str) -> Result<Membership, String> {
         let mut by_name = lock(&self.by_name);
-        if let Some(room) = by_name.get(name) {
-            return Ok(room.clone());
-        }
-        if by_name.len() >= self.max {
-            return Err(format!(
-                "This server already has {} rooms, its limit.",
-                self.max
-            ));
-        }
-        let general = &by_name[GENERAL].feed;
-        let room = self.create(name.into(), general.sibling());
-        by_name.insert(room.name.clone(), room.clone());
-        Ok(room)
+        let room = match by_name.get(name) {
+            Some(room) => room.clone(),
+            None if by_name.len() >= self.max => {
+                let message = format!("This server already has {} rooms, its limit.", self.max);
+                return Err(message);
+            }
+            None => {
+                let general = &by_name[GENERAL].feed;
+                let room = self.create(name.into(), general.sibling());
+                by_name.insert(room.name.clone(), room.clone());
+                room
+            }
+        };
+        Ok(Membership::new(room, self.clone()))
     }
 
     fn create(&self, name: Arc<str>, feed: Feed) -> Arc<Room> {
@@ -774,18 +774,6 @@ fn is_room_name(name: &str) -> bool {
         .is_some_and(|first| first.is_ascii_lowercase() || first.is_ascii_digit())
         && name.len() <= 32
         && bytes.all(|byte| byte.is_ascii_lowercase() || byte.is_ascii_digit() || byte == b'-')
-}
-
-/// Does `bytes` start the way a file of this image type must? A post may
-/// say `image/png`; the bytes must agree.
-fn looks_like(mime: &str, bytes: &[u8]) -> bool {
-    match mime {
-        "image/png" => bytes.starts_with(b"\x89PNG\r\n\x1a\n"),
-        "image/jpeg" => bytes.starts_with(b"\xff\xd8\xff"),
-        "image/gif" => bytes.starts_with(b"GIF87a") || bytes.starts_with(b"GIF89a"),
-        "image/webp" => bytes.len() >= 12 && bytes.starts_with(b"RIFF") && &bytes[8..12] == b"WEBP",
-        _ => false,
-    }
 }
 
 /// What the server sends, on `/ws` and `/admin/ws`.
@@ -1105,15 +1093,12 @@ fn handle_text(app: &App, member: &mut Member, text: &str) -> Result<Vec<Message
                     })
                 }
                 Some(announced) => {
-                    let Some(mime) = IMAGE_TYPES.into_iter().find(|mime| *mime == announced.mime)
-                    else {
-                        let message = "Attachments must be PNG, JPEG, GIF or WebP images.";
-                        return Ok(vec![error_reply(&reference, None, Some(message))]);
+                    let mime = match news::check_attachment(&announced.mime, announced.size) {
+                        Ok(mime) => mime,
+                        Err(message) => {
+                            return Ok(vec![error_reply(&reference, None, Some(message))]);
+                        }
                     };
-                    if announced.size == 0 || announced.size > ATTACHMENT_LIMIT {
-                        let message = "Attachments must be between 1 byte and 256 KiB.";
-                        return Ok(vec![error_reply(&reference, None, Some(message))]);
-                    }
                     // Nothing is stored until the bytes arrive, whole and right.
                     member.awaiting = Some(Awaiting {
                         reference,
@@ -1148,15 +1133,19 @@ fn join(
         let message = "Room names are 1 to 32 lowercase letters, digits and dashes, starting with a letter or digit.";
         return vec![error_reply(reference, None, Some(message))];
     }
-    let room = match app.rooms.get_or_create(name) {
-        Ok(room) => room,
-        Err(message) => return vec![error_reply(reference, None, Some(&message))],
+    // Joining a room again resyncs it from `since`; the place is kept.
+    let room = match member.joined.get(name) {
+        Some(membership) => membership.room.clone(),
+        None => match app.rooms.join(name) {
+            Ok(membership) => {
+                let room = membership.room.clone();
+                member.joined.insert(room.name.clone(), membership);
+                room
+            }
+            Err(message) => return vec![error_reply(reference, None, Some(&message))],
+        },
     };
     let (batch, news) = room.feed.subscribe(since);
-    if !member.joined.contains_key(name) {
-        let membership = Membership::new(room.clone(), app.rooms.clone());
-        member.joined.insert(room.name.clone(), membership);
-    }
     let mut members = room.members.subscribe();
     members.mark_unchanged();
     member
@@ -1208,7 +1197,7 @@ fn handle_attachment(app: &App, member: &mut Member, bytes: Bytes) -> Message {
         );
         return error_reply(reference, None, Some(&message));
     }
-    if !looks_like(awaiting.mime, &bytes) {
+    if !news::looks_like(awaiting.mime, &bytes) {
         let message = format!(
             "Those bytes are not a {} image. Nothing was stored.",
             awaiting.mime
@@ -1388,25 +1377,6 @@ fn flooding(posts: &mut VecDeque<Instant>) -> bool {
     }
     posts.push_back(now);
     false
-}
-
-/// Compares two tokens in constant time: how long the comparison takes says
-/// nothing about how many leading characters were right.
-fn same_token(given: &str, expected: &str) -> bool {
-    let (given, expected) = (given.as_bytes(), expected.as_bytes());
-    let mut difference = given.len() ^ expected.len();
-    for (i, &byte) in expected.iter().enumerate() {
-        difference |= usize::from(byte ^ given.get(i).copied().unwrap_or(0));
-    }
-    difference == 0
-}
-
-/// 128 random bits in hex, from the standard library's hasher keys, which
-/// the operating system's random source seeds.
-fn random_token() -> String {
-    use std::hash::BuildHasher;
-    let random = || std::collections::hash_map::RandomState::new().hash_one(Instant::now());
-    format!("{:016x}{:016x}", random(), random())
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {

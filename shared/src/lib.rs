@@ -10,6 +10,7 @@
 //! - [`page`]: the steps, the layout, the listing and the post form that
 //!   the shared templates (`shared/templates`) render.
 //! - [`push`]: encoding each pushed item once, and counting open sockets.
+//! - [`token`]: a random token, and comparing one in constant time.
 //! - [`assets`]: the stylesheet and scripts every step serves.
 //! - [`cli`]: the flags every step's binary takes, and logging.
 
@@ -21,6 +22,7 @@ pub mod http;
 pub mod news;
 pub mod page;
 pub mod push;
+pub mod token;
 
 pub use feed::Feed;
 pub use http::Shutdown;

@@ -42,6 +42,37 @@ impl NewsItem {
     }
 }
 
+/// The largest attachment a post may carry (step 05).
+pub const ATTACHMENT_LIMIT: usize = 256 * 1024;
+
+/// The image types a post may carry.
+pub const IMAGE_TYPES: [&str; 4] = ["image/png", "image/jpeg", "image/gif", "image/webp"];
+
+/// Checks an announced attachment: one of [`IMAGE_TYPES`], 1 byte to 256
+/// KiB. Returns the type as one of ours, or what is wrong.
+pub fn check_attachment(mime: &str, size: usize) -> Result<&'static str, &'static str> {
+    let Some(mime) = IMAGE_TYPES.into_iter().find(|known| *known == mime) else {
+        return Err("Attachments must be PNG, JPEG, GIF or WebP images.");
+    };
+    if size == 0 || size > ATTACHMENT_LIMIT {
+        return Err("Attachments must be between 1 byte and 256 KiB.");
+    }
+    Ok(mime)
+}
+
+/// Do the bytes start the way a file of this image type must? A post may
+/// say `image/png`; the bytes must agree, or a browser could be handed
+/// something else under an image's name.
+pub fn looks_like(mime: &str, bytes: &[u8]) -> bool {
+    match mime {
+        "image/png" => bytes.starts_with(b"\x89PNG\r\n\x1a\n"),
+        "image/jpeg" => bytes.starts_with(b"\xff\xd8\xff"),
+        "image/gif" => bytes.starts_with(b"GIF87a") || bytes.starts_with(b"GIF89a"),
+        "image/webp" => bytes.len() >= 12 && bytes.starts_with(b"RIFF") && &bytes[8..12] == b"WEBP",
+        _ => false,
+    }
+}
+
 /// A post as a script sends it: `{"title": "...", "body": "..."}`. A
 /// missing field counts as empty, so that validation explains what is
 /// missing instead of a parser error.
@@ -183,6 +214,20 @@ mod tests {
     fn both_fields_are_reported_at_once() {
         let errors = validate("", &"x".repeat(2001)).unwrap_err();
         assert_eq!(errors.len(), 2);
+    }
+
+    #[test]
+    fn attachments_must_be_small_images_that_look_like_what_they_claim() {
+        assert_eq!(check_attachment("image/png", 100), Ok("image/png"));
+        assert!(check_attachment("image/svg+xml", 100).is_err());
+        assert!(check_attachment("image/png", 0).is_err());
+        assert!(check_attachment("image/png", ATTACHMENT_LIMIT + 1).is_err());
+        assert!(looks_like("image/png", b"\x89PNG\r\n\x1a\nrest"));
+        assert!(looks_like("image/gif", b"GIF89a..."));
+        assert!(looks_like("image/webp", b"RIFF\0\0\0\0WEBPVP8 "));
+        assert!(looks_like("image/jpeg", b"\xff\xd8\xff\xe0"));
+        assert!(!looks_like("image/png", b"GIF89a..."));
+        assert!(!looks_like("image/webp", b"RIFF\0\0\0\0WAVE"));
     }
 
     #[test]

@@ -5,6 +5,7 @@
 #![allow(dead_code)] // Each test file uses its own part of this module.
 
 pub mod api;
+pub mod browser;
 pub mod ws;
 
 use std::future::Future;

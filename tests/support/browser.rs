@@ -1,0 +1,480 @@
+//! A real browser for tests: headless Chromium, driven over WebDriver by
+//! chromedriver, so that a test can do what a participant does: open a step
+//! in two tabs, type into the post form, press Post, and look.
+//!
+//! Each test gets its own chromedriver (on a port it picks itself) and its
+//! own Chromium with a fresh profile, so tests can run side by side.
+//! `Browser::close` ends both; dropping a `Browser` (a test that failed)
+//! kills them.
+//!
+//! Without chromedriver or Chromium, `Browser::launch` says once why the
+//! browser tests are skipped and returns `None`, and the test returns
+//! early. With `CI=true` it fails instead: CI must not skip them quietly.
+
+use std::env;
+use std::ffi::OsStr;
+use std::fs;
+use std::io::BufRead;
+use std::io::BufReader;
+use std::io::Write;
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::path::PathBuf;
+use std::process::Child;
+use std::process::Command;
+use std::process::Stdio;
+use std::sync::Once;
+use std::sync::atomic::AtomicUsize;
+use std::sync::atomic::Ordering;
+use std::sync::mpsc;
+use std::time::Duration;
+
+use fantoccini::Client;
+use fantoccini::ClientBuilder;
+use fantoccini::Locator;
+use fantoccini::error::CmdError;
+use fantoccini::wd::Capabilities;
+use fantoccini::wd::WindowHandle;
+use hyper_util::client::legacy::connect::HttpConnector;
+use serde_json::Value;
+use serde_json::json;
+
+/// Chromium must not phone home: there is no network here but loopback,
+/// and a test must not depend on one. Plus: no GPU in CI, no sandbox as
+/// root, no throttling of the window a test is not looking at (its timers
+/// run as in a window the participant looks at), and room for the whole
+/// list in a screenshot.
+const CHROMIUM_FLAGS: &[&str] = &[
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-background-timer-throttling",
+    "--disable-backgrounding-occluded-windows",
+    "--disable-renderer-backgrounding",
+    "--window-size=1280,1600",
+];
+
+/// How long chromedriver and Chromium may take to start on a busy machine.
+const START_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A headless Chromium of this test's own, and the chromedriver that
+/// drives it.
+pub struct Browser {
+    client: Client,
+    driver: Driver,
+    /// The window the browser opened with, handed out as the first tab.
+    first_window: Option<WindowHandle>,
+}
+
+/// chromedriver and what it started; ended when dropped.
+struct Driver {
+    /// chromedriver, leader of a process group that Chromium joins.
+    process: Child,
+    /// Chromium's profile: fresh for every browser, removed at the end.
+    profile: PathBuf,
+}
+
+impl Browser {
+    /// Starts chromedriver and Chromium, or returns `None` (after saying why,
+    /// once per test binary) when they are not installed.
+    pub async fn launch() -> Option<Browser> {
+        let (chromedriver, chromium) = match find_binaries() {
+            Ok(found) => found,
+            Err(missing) => {
+                skip(&missing);
+                return None;
+            }
+        };
+        let profile = fresh_profile();
+        let mut process = Command::new(&chromedriver)
+            .arg("--port=0")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            // Chromium starts in chromedriver's process group, so that one
+            // signal ends them all, even if the test fails half-way.
+            .process_group(0)
+            .spawn()
+            .unwrap_or_else(|error| panic!("cannot start {}: {error}", chromedriver.display()));
+        let stdout = process.stdout.take().expect("stdout is piped");
+        // From here on, a panic drops `driver`, which ends chromedriver.
+        let driver = Driver { process, profile };
+        let port = driver_port(stdout);
+
+        let mut args: Vec<String> = CHROMIUM_FLAGS.iter().map(|&flag| flag.to_owned()).collect();
+        args.push(format!("--user-data-dir={}", driver.profile.display()));
+        let mut capabilities = Capabilities::new();
+        capabilities.insert(
+            "goog:chromeOptions".into(),
+            json!({ "binary": chromium, "args": args }),
+        );
+        // An alert stays open, so that a test can see it (and fail).
+        capabilities.insert("unhandledPromptBehavior".into(), json!("ignore"));
+        let mut builder = ClientBuilder::new(HttpConnector::new());
+        builder.capabilities(capabilities);
+        let webdriver = format!("http://127.0.0.1:{port}");
+        let client = tokio::time::timeout(START_TIMEOUT, builder.connect(&webdriver))
+            .await
+            .expect("Chromium starts within 30 s")
+            .expect("chromedriver starts a Chromium session");
+        let first_window = client.window().await.expect("a new browser has a window");
+        Some(Browser {
+            client,
+            driver,
+            first_window: Some(first_window),
+        })
+    }
+
+    /// Opens `url` in a new tab (the browser's first window, the first time).
+    pub async fn open(&mut self, name: &'static str, url: &str) -> Tab {
+        let handle = match self.first_window.take() {
+            Some(handle) => handle,
+            None => {
+                // A second window, as on a participant's screen. Headless,
+                // both count as visible (and CHROMIUM_FLAGS turn off
+                // throttling, should a version think otherwise).
+                let window = self.client.new_window(false).await.expect("a new window");
+                window.handle
+            }
+        };
+        let tab = Tab {
+            name,
+            client: self.client.clone(),
+            handle,
+        };
+        tab.focus().await;
+        self.client.goto(url).await.expect("the page loads");
+        tab
+    }
+
+    /// Ends the WebDriver session (Chromium quits), then chromedriver.
+    pub async fn close(self) {
+        self.client.close().await.expect("the browser closes");
+        drop(self.driver);
+    }
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let group = self.process.id() as libc::pid_t;
+        // SAFETY: killpg only sends a signal. The group is chromedriver's own
+        // (`process_group(0)`), and its id cannot be reused before the
+        // `wait` below reaps chromedriver.
+        unsafe {
+            libc::killpg(group, libc::SIGKILL);
+        }
+        let _ = self.process.wait();
+        let _ = fs::remove_dir_all(&self.profile);
+    }
+}
+
+/// One tab (a window, in fact) of a `Browser`, showing a page.
+///
+/// WebDriver acts on one window at a time: every method first brings its
+/// tab to the front.
+pub struct Tab {
+    /// "tab A", "tab B": for failure messages.
+    pub name: &'static str,
+    client: Client,
+    handle: WindowHandle,
+}
+
+impl Tab {
+    async fn focus(&self) {
+        self.client
+            .switch_to_window(self.handle.clone())
+            .await
+            .unwrap_or_else(|error| panic!("{} is open: {error}", self.name));
+    }
+
+    /// Runs `script` (the body of a function; `arguments[0]` is `arg`) in
+    /// the page and returns what it returns.
+    pub async fn try_run(&self, script: &str, arg: Value) -> Result<Value, CmdError> {
+        self.focus().await;
+        self.client.execute(script, vec![arg]).await
+    }
+
+    /// `try_run`, for scripts that cannot fail on a loaded page.
+    pub async fn run(&self, script: &str, arg: Value) -> Value {
+        self.try_run(script, arg)
+            .await
+            .unwrap_or_else(|error| panic!("script in {}: {error}\n{script}", self.name))
+    }
+
+    /// Waits (see `support::wait_until`) until `script` returns `true`.
+    /// Errors count as "not yet": a page may be loading; but an alert
+    /// fails the test at once. What the page answered is printed when it
+    /// changes, for the failure's output.
+    pub async fn wait_for(&self, what: &str, script: &str, arg: Value) {
+        let what = format!("{}: {what}", self.name);
+        let mut last = String::new();
+        super::wait_until(&what, async || {
+            let answer = self.try_run(script, arg.clone()).await;
+            if let Err(error) = &answer
+                && error.is_unexpected_alert_open()
+            {
+                panic!("{what}: the page opened an alert instead ({error})");
+            }
+            let seen = match &answer {
+                Ok(value) => value.to_string(),
+                Err(error) => error.to_string(),
+            };
+            if seen != last {
+                eprintln!("{what}? {seen}");
+                last = seen;
+            }
+            matches!(answer, Ok(Value::Bool(true)))
+        })
+        .await;
+    }
+
+    /// Types a post into the page's own form and presses its Post button,
+    /// then waits until the form is empty again: the server took the post
+    /// (step 01 loads a fresh page, later steps clear the form). The title
+    /// must not be empty: the browser would not send the form at all.
+    pub async fn post(&self, title: &str, body: &str) {
+        self.focus().await;
+        let field = |css| self.client.find(Locator::Css(css));
+        field("form.post-form #title")
+            .await
+            .expect("a title field")
+            .send_keys(title)
+            .await
+            .expect("typing a title");
+        field("form.post-form #body")
+            .await
+            .expect("a text field")
+            .send_keys(body)
+            .await
+            .expect("typing a text");
+        field("form.post-form button[type=submit]")
+            .await
+            .expect("a Post button")
+            .click()
+            .await
+            .expect("pressing Post");
+        // Until then, what the form says (a message beside a field?) shows
+        // in the output of a failed test.
+        self.wait_for(
+            "the form is empty again after Post",
+            "const form = document.querySelector('form.post-form'); \
+             if (document.readyState === 'complete' && form.elements.title.value === '') \
+               return true; \
+             return Array.from(form.querySelectorAll('.field-error, .form-status'), \
+               (node) => node.textContent).filter(Boolean).join(' / ') || false;",
+            Value::Null,
+        )
+        .await;
+    }
+
+    /// The titles in the list, top to bottom, as a person reads them.
+    pub async fn titles(&self) -> Vec<String> {
+        let titles = self
+            .run(
+                "return Array.from(document.querySelectorAll('#items > article.item .item-title'), \
+                 (title) => title.textContent)",
+                Value::Null,
+            )
+            .await;
+        serde_json::from_value(titles).expect("a list of strings")
+    }
+
+    /// Waits until the list shows an item titled `title`.
+    pub async fn wait_for_title(&self, title: &str) {
+        self.wait_for(
+            &format!("the list shows {title:?}"),
+            "return Array.from(document.querySelectorAll('#items > article.item .item-title'))\
+             .some((node) => node.textContent === arguments[0])",
+            json!(title),
+        )
+        .await;
+    }
+
+    /// Reloads the page, as the browser's Reload button does.
+    pub async fn reload(&self) {
+        self.focus().await;
+        self.client.refresh().await.expect("the page reloads");
+    }
+
+    /// Leaves a mark in the page's `window`. A reload or a navigation wipes
+    /// it: `same_page` tells whether the page stayed the same.
+    pub async fn mark(&self) {
+        self.run("window.__sameDocument = true;", Value::Null).await;
+    }
+
+    /// Whether the page still has the mark `mark` left.
+    pub async fn same_page(&self) -> bool {
+        self.run("return window.__sameDocument === true;", Value::Null)
+            .await
+            .as_bool()
+            .expect("a boolean")
+    }
+
+    /// The text of the alert the page opened, if one is open.
+    pub async fn alert(&self) -> Option<String> {
+        self.focus().await;
+        match self.client.get_alert_text().await {
+            Ok(text) => Some(text),
+            Err(error) if error.is_no_such_alert() => None,
+            Err(error) => panic!("asking {} for an alert: {error}", self.name),
+        }
+    }
+
+    /// The network meter in the footer, as displayed.
+    pub async fn meter(&self) -> Meter {
+        let shown = self
+            .run(
+                "return ['requests', 'empty', 'bytes', 'frames', 'latency'].map((name) => \
+                 document.querySelector(`aside.meter [data-meter=\"${name}\"]`)?.textContent);",
+                Value::Null,
+            )
+            .await;
+        let shown: Vec<Option<String>> = serde_json::from_value(shown).expect("texts");
+        let Some([requests, empty, bytes, frames, latency]) = shown
+            .into_iter()
+            .collect::<Option<Vec<String>>>()
+            .and_then(|texts| <[String; 5]>::try_from(texts).ok())
+        else {
+            panic!("{} has no network meter", self.name);
+        };
+        Meter {
+            requests,
+            empty,
+            bytes,
+            frames,
+            latency,
+        }
+    }
+
+    /// Saves what the tab shows as `target/screenshots/{name}.png`.
+    pub async fn screenshot(&self, name: &str) -> PathBuf {
+        self.focus().await;
+        let png = self.client.screenshot().await.expect("a screenshot");
+        let dir = target_dir().join("screenshots");
+        fs::create_dir_all(&dir).expect("target/screenshots can be created");
+        let path = dir.join(format!("{name}.png"));
+        fs::write(&path, png).expect("the screenshot can be written");
+        path
+    }
+}
+
+/// The network meter (`aside.meter`) as a person reads it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Meter {
+    pub requests: String,
+    pub empty: String,
+    pub bytes: String,
+    pub frames: String,
+    pub latency: String,
+}
+
+impl Meter {
+    /// "Requests", as a number.
+    pub fn requests(&self) -> u64 {
+        self.requests.parse().expect("requests is a count")
+    }
+
+    /// "Nothing new", as a number.
+    pub fn empty(&self) -> u64 {
+        self.empty.parse().expect("empty is a count")
+    }
+}
+
+/// chromedriver and Chromium: `CHROMEDRIVER` and `CHROMIUM` if set,
+/// otherwise the first found on `PATH`; or what is missing.
+fn find_binaries() -> Result<(PathBuf, PathBuf), String> {
+    let chromedriver = find("CHROMEDRIVER", &["chromedriver"])?;
+    let chromium = find(
+        "CHROMIUM",
+        &[
+            "chromium",
+            "chromium-browser",
+            "google-chrome",
+            "google-chrome-stable",
+        ],
+    )?;
+    Ok((chromedriver, chromium))
+}
+
+fn find(variable: &str, names: &[&str]) -> Result<PathBuf, String> {
+    if let Some(path) = env::var_os(variable) {
+        let path = PathBuf::from(path);
+        return match path.is_file() {
+            true => Ok(path),
+            false => Err(format!("{variable}={} does not exist", path.display())),
+        };
+    }
+    let path = env::var_os("PATH").unwrap_or_default();
+    env::split_paths(&path)
+        .flat_map(|dir| names.iter().map(move |name| dir.join(name)))
+        .find(|candidate| candidate.is_file())
+        .ok_or_else(|| format!("{} not found on PATH", names[0]))
+}
+
+/// Says why the browser tests do not run: once, on stderr even when the
+/// test harness captures output. On CI (`CI=true`) that is a failure.
+fn skip(missing: &str) {
+    let why = format!(
+        "{missing} (install Debian's chromium and chromium-driver, \
+         or set CHROMEDRIVER and CHROMIUM)"
+    );
+    if env::var_os("CI").as_deref() == Some(OsStr::new("true")) {
+        panic!("browser tests cannot run on CI: {why}");
+    }
+    static SAID: Once = Once::new();
+    SAID.call_once(|| {
+        // `io::stderr()` directly, not `eprintln!`: the harness would keep
+        // the line to itself, as the test passes.
+        let _ = writeln!(std::io::stderr(), "browser tests skipped: {why}");
+    });
+}
+
+/// Reads chromedriver's "started successfully on port N." line, then keeps
+/// reading (on a thread of its own) so that chromedriver never blocks on a
+/// full pipe.
+fn driver_port(stdout: std::process::ChildStdout) -> u16 {
+    let (port_tx, port_rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut port_tx = Some(port_tx);
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            let port = line
+                .split_once("started successfully on port ")
+                .and_then(|(_, rest)| rest.trim_end_matches('.').parse::<u16>().ok());
+            if let Some(port) = port
+                && let Some(port_tx) = port_tx.take()
+            {
+                let _ = port_tx.send(port);
+            }
+        }
+    });
+    port_rx
+        .recv_timeout(START_TIMEOUT)
+        .expect("chromedriver starts and says its port within 30 s")
+}
+
+/// A new, empty directory for Chromium's profile, under cargo's scratch
+/// space for integration tests (`target/tmp`).
+fn fresh_profile() -> PathBuf {
+    static COUNT: AtomicUsize = AtomicUsize::new(0);
+    let n = COUNT.fetch_add(1, Ordering::Relaxed);
+    let path =
+        Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("chromium-{}-{n}", std::process::id()));
+    let _ = fs::remove_dir_all(&path);
+    fs::create_dir_all(&path).expect("a profile directory can be created");
+    path
+}
+
+/// Cargo's target directory (the parent of `target/tmp`), wherever
+/// `CARGO_TARGET_DIR` or the configuration put it.
+fn target_dir() -> PathBuf {
+    Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .parent()
+        .expect("target/tmp is inside the target directory")
+        .to_owned()
+}

@@ -47,7 +47,12 @@ pub fn select(numbers: &[String]) -> Result<Vec<&'static Step>, String> {
             STEPS
                 .iter()
                 .find(|step| step.number.trim_start_matches('0') == number.trim_start_matches('0'))
-                .ok_or_else(|| format!("there is no step {number}; the steps are 1 to {}", STEPS.len()))
+                .ok_or_else(|| {
+                    format!(
+                        "there is no step {number}; the steps are 1 to {}",
+                        STEPS.len()
+                    )
+                })
         })
         .collect()
 }
@@ -95,9 +100,11 @@ pub async fn serve(listeners: Listeners, feed: Feed, shutdown: Shutdown) -> io::
     let index = Index { panes, feed };
     let addr: SocketAddr = listeners.index.local_addr()?;
     tracing::info!("the workshop index listening on http://{addr}/");
-    tasks.spawn(http::serve(listeners.index, shutdown.clone(), move |request| {
-        route(index.clone(), request)
-    }));
+    tasks.spawn(http::serve(
+        listeners.index,
+        shutdown.clone(),
+        move |request| route(index.clone(), request),
+    ));
 
     let mut result = Ok(());
     while let Some(ended) = tasks.join_next().await {
@@ -125,9 +132,15 @@ impl Pane {
         match self.step.number {
             "01" => "Shows news when you reload. Costs a whole page per look.",
             "02" => "Asks every 2 s. Costs a request per client per interval, news or not.",
-            "03" => "The server holds the question. Costs a request per item per client, and an open connection.",
-            "04" => "The server pushes frames. Costs an open socket per client; an item is a small frame.",
-            "05" => "Rooms on one socket. Costs the same as 04, plus the bookkeeping a library would do.",
+            "03" => {
+                "The server holds the question. Costs a request per item per client, and an open connection."
+            }
+            "04" => {
+                "The server pushes frames. Costs an open socket per client; an item is a small frame."
+            }
+            "05" => {
+                "Rooms on one socket. Costs the same as 04, plus the bookkeeping a library would do."
+            }
             _ => "",
         }
     }
@@ -163,9 +176,15 @@ async fn route(index: Index, request: Request<Incoming>) -> Response {
         (&Method::POST, "/news") => post(&index.feed, request).await,
         (&Method::GET, path) => match assets::get(path, request.headers()) {
             Some(asset) => asset,
-            None => http::json_error(StatusCode::NOT_FOUND, "There is nothing here but the index at /."),
+            None => http::json_error(
+                StatusCode::NOT_FOUND,
+                "There is nothing here but the index at /.",
+            ),
         },
-        _ => http::json_error(StatusCode::NOT_FOUND, "There is nothing here but the index at /."),
+        _ => http::json_error(
+            StatusCode::NOT_FOUND,
+            "There is nothing here but the index at /.",
+        ),
     }
 }
 
@@ -181,7 +200,10 @@ async fn post(feed: &Feed, request: Request<Incoming>) -> Response {
     let body = match http::read_body(request, 16 * 1024).await {
         Ok(body) => body,
         Err(BodyError::TooLarge) => {
-            return http::json_error(StatusCode::PAYLOAD_TOO_LARGE, "That post is larger than 16 KiB.");
+            return http::json_error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "That post is larger than 16 KiB.",
+            );
         }
         Err(BodyError::Broken) => {
             return http::json_error(StatusCode::BAD_REQUEST, "The post did not arrive whole.");
@@ -196,8 +218,9 @@ async fn post(feed: &Feed, request: Request<Incoming>) -> Response {
     };
     match news::validate(&post.title, &post.body) {
         Ok(post) => http::json(StatusCode::CREATED, &feed.post(post)),
-        Err(errors) => {
-            http::json(StatusCode::UNPROCESSABLE_ENTITY, &serde_json::json!({ "errors": errors }))
-        }
+        Err(errors) => http::json(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            &serde_json::json!({ "errors": errors }),
+        ),
     }
 }

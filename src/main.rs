@@ -45,10 +45,16 @@ async fn main() -> ExitCode {
     };
 
     println!("\nThe workshop is running. Open the index, or each step in a tab of its own:\n");
-    println!("     {:<14} http://{}:{}/", "Side by side", args.host, args.base_port);
+    println!(
+        "     {:<14} http://{}:{}/",
+        "Side by side", args.host, args.base_port
+    );
     for (step, listener) in &listeners.steps {
         let port = listener.local_addr().map_or(0, |addr| addr.port());
-        println!("  {} {:<14} http://{}:{port}/", step.number, step.name, args.host);
+        println!(
+            "  {} {:<14} http://{}:{port}/",
+            step.number, step.name, args.host
+        );
     }
     println!("\nEvery step serves the same feed: post in one, watch the others.");
     println!("Ctrl-C stops every step.\n");

@@ -2,6 +2,8 @@
 //! all serving one shared feed, and an index page that shows them side by
 //! side. Post once and watch each era find out in its own way.
 //!
+//! - [`without_redis`] drops step 06 when no Redis answers: it keeps its
+//!   rooms there, and everything else runs without one.
 //! - [`bind`] takes the ports: BASE for the index, BASE + NN for step NN.
 //! - [`serve`] runs the index and the steps until the shutdown signal, and
 //!   stops them all together (one failing stops the others).
@@ -57,6 +59,28 @@ pub fn select(numbers: &[String]) -> Result<Vec<&'static Step>, String> {
         .collect()
 }
 
+/// Step 06 needs a Redis server, at its default address
+/// (`redis://127.0.0.1:6379`). When `steps` include it and no Redis answers
+/// there, returns the steps without it, and why in one line.
+pub async fn without_redis(steps: Vec<&'static Step>) -> (Vec<&'static Step>, Option<String>) {
+    if !steps.iter().any(|step| step.number == "06") {
+        return (steps, None);
+    }
+    match redis_rooms::redis_answers(redis_rooms::DEFAULT_REDIS).await {
+        Ok(()) => (steps, None),
+        Err(why) => {
+            let steps = steps
+                .into_iter()
+                .filter(|step| step.number != "06")
+                .collect();
+            (
+                steps,
+                Some(format!("06 Redis skipped: {why} to run it too")),
+            )
+        }
+    }
+}
+
 /// Binds the index on `base_port` and step NN on `base_port + NN`.
 pub async fn bind(host: &str, base_port: u16, steps: &[&'static Step]) -> io::Result<Listeners> {
     let index = TcpListener::bind((host, base_port)).await.map_err(|error| {
@@ -94,6 +118,9 @@ pub async fn serve(listeners: Listeners, feed: Feed, shutdown: Shutdown) -> io::
             "03" => tasks.spawn(long_polling::run(listener, feed, Default::default(), stop)),
             "04" => tasks.spawn(websocket::run(listener, feed, Default::default(), stop)),
             "05" => tasks.spawn(rooms::run(listener, feed, Default::default(), stop)),
+            // 06 keeps its rooms in Redis, shared with its other servers
+            // rather than with the other steps: it takes only the feed's size.
+            "06" => tasks.spawn(redis_rooms::run(listener, feed, Default::default(), stop)),
             other => unreachable!("step {other} is not known to the launcher"),
         };
     }
@@ -140,6 +167,9 @@ impl Pane {
             }
             "05" => {
                 "Rooms on one socket. Costs the same as 04, plus the bookkeeping a library would do."
+            }
+            "06" => {
+                "05's rooms on any number of servers, through Redis (its feed is there: post in its pane). Costs a Redis round trip per post."
             }
             _ => "",
         }

@@ -39,6 +39,7 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let (steps, skipped) = workshop::without_redis(steps).await;
     let listeners = match workshop::bind(&args.host, args.base_port, &steps).await {
         Ok(listeners) => listeners,
         Err(error) => return shared::cli::report(Err(error)),
@@ -56,7 +57,13 @@ async fn main() -> ExitCode {
             step.number, step.name, args.host
         );
     }
+    if let Some(skipped) = skipped {
+        println!("\n{skipped}");
+    }
     println!("\nEvery step serves the same feed: post in one, watch the others.");
+    if listeners.steps.iter().any(|(step, _)| step.number == "06") {
+        println!("(06 keeps its rooms in Redis: post in its own pane.)");
+    }
     println!("Ctrl-C stops every step.\n");
 
     let feed = Feed::new(args.history);

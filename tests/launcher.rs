@@ -29,8 +29,11 @@ struct Launcher {
 async fn launch() -> Launcher {
     let index = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let mut steps = Vec::new();
+    // Step 06 needs a Redis server: tests/redis.rs tries it against one.
     for step in workshop::select(&[]).unwrap() {
-        steps.push((step, TcpListener::bind("127.0.0.1:0").await.unwrap()));
+        if step.number != "06" {
+            steps.push((step, TcpListener::bind("127.0.0.1:0").await.unwrap()));
+        }
     }
     let urls = steps
         .iter()
@@ -232,7 +235,7 @@ async fn steps_are_chosen_by_number() {
     assert_eq!(chosen, ["01-form-post", "04-websocket"]);
     assert_eq!(
         workshop::select(&["9".into()]).unwrap_err(),
-        "there is no step 9; the steps are 1 to 5"
+        "there is no step 9; the steps are 1 to 6"
     );
 }
 

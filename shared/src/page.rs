@@ -45,7 +45,7 @@ pub struct Step {
 }
 
 /// Every step, in order.
-pub const STEPS: [Step; 5] = [
+pub const STEPS: [Step; 6] = [
     Step {
         number: "01",
         slug: "01-form-post",
@@ -102,6 +102,18 @@ pub const STEPS: [Step; 5] = [
                 built by hand on one WebSocket: what libraries such as Socket.IO do for you.",
         watch: "The frames in the Messages view: join, news, presence, and binary frames \
                 carrying images.",
+    },
+    Step {
+        number: "06",
+        slug: "06-redis",
+        name: "Redis",
+        port: 3006,
+        era: "today, scaling out",
+        about: "The rooms of step 05, served by as many servers as you like: each room's \
+                history is a Redis stream, and every server reads the streams its sockets \
+                follow. Post on one server, and the members on another see it.",
+        watch: "Two servers on two ports, a tab on each: the same rooms, the same news, \
+                the same members count. Stop Redis and watch the pages wait and come back.",
     },
 ];
 
@@ -357,7 +369,7 @@ mod tests {
         assert!(first.previous().is_none());
         assert_eq!(first.next().unwrap().slug, "02-xhr-polling");
         assert_eq!(first.url(&STEPS[3]), "http://127.0.0.1:3004/");
-        let last = Layout::new(&STEPS[4], &HeaderMap::new());
+        let last = Layout::new(&STEPS[5], &HeaderMap::new());
         assert!(last.next().is_none());
     }
 

@@ -1,0 +1,82 @@
+-- Stores one post in a room, whole or not at all: Redis runs a script from
+-- start to end with no other command in between, so two servers posting to
+-- the same room at the same instant still get ids one after the other.
+--
+-- KEYS[1]  the room's stream                 workshop:room:rust
+-- KEYS[2]  the room's attachments, by id     workshop:files:rust
+-- KEYS[3]  every room that has news          workshop:rooms
+-- KEYS[4]  the bytes of every attachment     workshop:files
+-- ARGV     room name, history, max rooms, title, body,
+--          and for an attachment: type, bytes, per-room limit, overall limit
+--
+-- Answers {"posted", id, posted_at} or {"refused", "rooms" | "attachments"}.
+
+local room, history, max_rooms = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
+local mime, bytes = ARGV[6], ARGV[7]
+
+-- An attachment leaves Redis: its bytes no longer count.
+local function forget(id)
+  local size = redis.call('HSTRLEN', KEYS[2], id)
+  if size > 0 then
+    redis.call('HDEL', KEYS[2], id)
+    redis.call('DECRBY', KEYS[4], size)
+  end
+  return size
+end
+
+-- Every check first: a refused post changes nothing.
+if redis.call('SISMEMBER', KEYS[3], room) == 0
+    and redis.call('SCARD', KEYS[3]) >= max_rooms then
+  return {'refused', 'rooms'}
+end
+if bytes and tonumber(redis.call('GET', KEYS[4]) or '0') + #bytes > tonumber(ARGV[9]) then
+  return {'refused', 'attachments'}
+end
+redis.call('SADD', KEYS[3], room)
+
+-- The Redis server's clock, in microseconds: every server agrees on it.
+local time = redis.call('TIME')
+local now = time[1] .. string.format('%06d', tonumber(time[2]))
+
+-- The id: one more than the room's last, or for a new room one more than
+-- the clock (so that ids never repeat, even after Redis lost everything: a
+-- cursor from before is then older than anything the room has, and gets a
+-- reset). Entry ids are "ID-0": plain numbers for the page's script, and
+-- cursors that XRANGE and XREAD understand as they are.
+local last = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)[1]
+local before = now
+if last then
+  before = string.match(last[1], '^%d+')
+end
+local id = string.format('%.0f', tonumber(before) + 1)
+
+-- MAXLEN keeps the newest `history` entries; the ones it is about to drop
+-- take their attachments with them.
+local dropping = redis.call('XLEN', KEYS[1]) - history + 1
+if dropping > 0 then
+  for _, entry in ipairs(redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', dropping)) do
+    forget(string.match(entry[1], '^%d+'))
+  end
+end
+
+if bytes then
+  redis.call('XADD', KEYS[1], 'MAXLEN', history, id .. '-0',
+    'title', ARGV[4], 'body', ARGV[5], 'at', now, 'mime', mime, 'size', #bytes)
+  redis.call('HSET', KEYS[2], id, bytes)
+  redis.call('INCRBY', KEYS[4], #bytes)
+  -- A room keeps its newest attachments, up to its limit: the oldest go.
+  local ids = redis.call('HKEYS', KEYS[2])
+  table.sort(ids, function(a, b) return tonumber(a) < tonumber(b) end)
+  local kept = 0
+  for _, other in ipairs(ids) do
+    kept = kept + redis.call('HSTRLEN', KEYS[2], other)
+  end
+  for _, oldest in ipairs(ids) do
+    if kept <= tonumber(ARGV[8]) then break end
+    kept = kept - forget(oldest)
+  end
+else
+  redis.call('XADD', KEYS[1], 'MAXLEN', history, id .. '-0',
+    'title', ARGV[4], 'body', ARGV[5], 'at', now)
+end
+return {'posted', id, now}

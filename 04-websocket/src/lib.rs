@@ -160,7 +160,9 @@ pub async fn run(
         feed,
         options,
         sockets: Sockets::default(),
-        frames: Arc::new(EncodeOnce::new(64)),
+        // As many frames as a socket may be behind the newest item: in a
+        // burst, the slowest socket still finds every frame encoded.
+        frames: Arc::new(EncodeOnce::new(shared::feed::PUSH_BUFFER)),
         shutdown: shutdown.clone(),
     };
     let sockets = app.sockets.clone();
@@ -537,6 +539,10 @@ async fn serve_news(
     let mut heard = Instant::now();
     let mut posts = VecDeque::new();
     let mut refused = 0;
+    // Made once, not at every turn of the loop: each new wait signs up with
+    // the shutdown signal, and thousands of sockets signing up again for
+    // every item they send would queue on its lock.
+    let mut stopping = std::pin::pin!(app.shutdown.wait());
     loop {
         tokio::select! {
             incoming = socket.next() => {
@@ -595,7 +601,7 @@ async fn serve_news(
                     return ending;
                 }
             }
-            () = app.shutdown.wait() => return Ending::Close(CloseCode::Away, "the server is stopping"),
+            () = &mut stopping => return Ending::Close(CloseCode::Away, "the server is stopping"),
         }
     }
 }

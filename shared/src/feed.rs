@@ -35,7 +35,7 @@ pub const DEFAULT_CAPACITY: usize = 1_000;
 pub const RESET_ITEMS: usize = 50;
 /// How many pushed items a subscriber may fall behind before it has to catch
 /// up from the history instead (see [`Subscription::next`]).
-const PUSH_BUFFER: usize = 256;
+pub const PUSH_BUFFER: usize = 256;
 
 /// Where a feed gets the time from; tests pass a fixed clock.
 pub type Clock = fn() -> SystemTime;
@@ -141,6 +141,18 @@ impl Feed {
         Feed::starting_at(self.inner.capacity, micros as u64, self.inner.clock)
     }
 
+    /// A new, empty feed with this one's capacity and clock, that copies a
+    /// feed kept elsewhere from after `floor` (see [`Feed::append`]): what
+    /// step 06 makes for each room it reads from Redis.
+    pub fn replica(&self, floor: u64) -> Feed {
+        Feed::starting_at(self.inner.capacity, floor, self.inner.clock)
+    }
+
+    /// How many items the history keeps.
+    pub fn capacity(&self) -> usize {
+        self.inner.capacity
+    }
+
     /// Stores a validated post and tells every waiter and subscriber.
     pub fn post(&self, post: NewPost) -> Arc<NewsItem> {
         let mut state = self.lock();
@@ -150,6 +162,30 @@ impl Feed {
             body: post.body,
             posted_at: (self.inner.clock)(),
         });
+        self.store(&mut state, item)
+    }
+
+    /// Stores an item whose id was given elsewhere, and tells every waiter
+    /// and subscriber: what a local copy of a feed kept in another process
+    /// does (step 06 keeps each room in a Redis stream, and every server
+    /// copies the items it reads there).
+    ///
+    /// Ids must increase. An item at or below the last id is not stored and
+    /// the answer is `None`: the copy already has it (read twice), or it
+    /// belongs before what the copy started from. Start the copy (with
+    /// [`Feed::replica`]) at the id just before the first item it will be
+    /// given, so that it vouches for exactly the cursors it can answer.
+    pub fn append(&self, item: NewsItem) -> Option<Arc<NewsItem>> {
+        let mut state = self.lock();
+        if item.id <= state.last_id {
+            return None;
+        }
+        Some(self.store(&mut state, Arc::new(item)))
+    }
+
+    /// Adds an item with a new, higher id to the history; the caller holds
+    /// the lock.
+    fn store(&self, state: &mut State, item: Arc<NewsItem>) -> Arc<NewsItem> {
         state.last_id = item.id;
         if state.items.len() == self.inner.capacity {
             let forgotten = state
@@ -418,6 +454,48 @@ mod tests {
         let item = sibling.post(post("b"));
         assert_eq!((item.id, item.posted_at), (1_795_000_000_000_001, fixed()));
         assert_eq!(feed.cursor(), 1, "the original is untouched");
+    }
+
+    fn item(id: u64, title: &str) -> NewsItem {
+        NewsItem {
+            id,
+            title: title.into(),
+            body: String::new(),
+            posted_at: fixed(),
+        }
+    }
+
+    #[test]
+    fn a_copy_stores_the_ids_it_is_given_in_order_and_once() {
+        // A copy of a feed kept elsewhere, whose items 41 and before are gone.
+        let copy = Feed::starting_at(3, 0, fixed).replica(41);
+        assert_eq!((copy.capacity(), copy.cursor()), (3, 41));
+        assert_eq!(copy.append(item(42, "a")).map(|i| i.id), Some(42));
+        assert_eq!(copy.append(item(43, "b")).map(|i| i.id), Some(43));
+        assert_eq!(copy.append(item(43, "b")), None, "read twice: stored once");
+        assert_eq!(copy.append(item(40, "old")), None, "before the copy began");
+        assert_eq!(copy.cursor(), 43);
+        assert_eq!(ids(&copy.since(41).items), [42, 43]);
+        assert!(copy.since(40).reset, "the copy cannot vouch for 40");
+        // Ids given elsewhere may skip; the history edge still holds.
+        copy.append(item(50, "c"));
+        copy.append(item(51, "d"));
+        assert_eq!(ids(&copy.latest(10)), [51, 50, 43]);
+        assert!(!copy.since(42).reset);
+        assert!(copy.since(41).reset, "42 was forgotten");
+    }
+
+    #[tokio::test]
+    async fn appended_items_reach_waiters_and_subscribers() {
+        let copy = Feed::starting_at(10, 100, fixed);
+        let (_, mut live) = copy.subscribe(Some(100));
+        let waiter = tokio::spawn({
+            let copy = copy.clone();
+            async move { copy.wait_after(100).await }
+        });
+        copy.append(item(101, "a"));
+        waiter.await.unwrap();
+        assert_eq!(live.next().await, Pushed::Item(copy.latest(1)[0].clone()));
     }
 
     #[test]

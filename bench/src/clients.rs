@@ -1,0 +1,415 @@
+//! The simulated pages: one function per era, each speaking exactly what
+//! the step's page speaks (its `templates/index.html`), minus the drawing.
+//!
+//! - 02 asks `GET /news?since=CURSOR` every interval, sending the ETag of
+//!   its last 200 in `If-None-Match`, so an unchanged feed answers `304`.
+//! - 03 asks the same, and the server holds the question until there is
+//!   news (or 25 s pass); the page asks again the moment it has an answer.
+//! - 04 opens `GET /ws?since=CURSOR` with the page's `Origin`, reads the
+//!   `snapshot`, then one `news` frame per item.
+//!
+//! Every page starts from the cursor the server rendered into the page
+//! (`data-cursor`), records each item's id and the instant it parsed it,
+//! and stops when told to. An error ends the page and fails the run: a
+//! browser would retry, but a benchmark that needs retries has found a bug.
+//!
+//! Step 05 will add a variant to [`Era`] (with its `serve-05` command in
+//! `main.rs`) and a `rooms` function beside these: `/ws` again,
+//! `{"type":"join","room":R}` until `joined`, then
+//! `{"type":"news","room":R,"item":{...}}`, failing on an item from a room
+//! the page did not join. [`Client`] then needs the page's room (one room
+//! of N for `capacity`, 100 rooms of 50 for the isolation check), and the
+//! poster the room to post to.
+
+use std::sync::Arc;
+use std::time::Duration;
+use std::time::Instant;
+
+use futures_util::StreamExt;
+use hyper::StatusCode;
+use hyper::header;
+use serde::Deserialize;
+use tokio::sync::oneshot;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+
+use crate::swarm::Crowd;
+use crate::wire;
+use crate::wire::Http;
+use crate::wire::Tally;
+use crate::wire::Target;
+
+/// The eras the bench can drive.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, clap::ValueEnum)]
+pub enum Era {
+    /// 02: the page asks every interval.
+    #[value(name = "02")]
+    XhrPolling,
+    /// 03: the server holds the question until there is news.
+    #[value(name = "03")]
+    LongPolling,
+    /// 04: one WebSocket, the server pushes.
+    #[value(name = "04")]
+    WebSocket,
+}
+
+impl Era {
+    pub const ALL: [Era; 3] = [Era::XhrPolling, Era::LongPolling, Era::WebSocket];
+
+    /// The step's folder and binary name.
+    pub fn slug(self) -> &'static str {
+        self.step().slug
+    }
+
+    /// `03 Long polling`: how tables and charts name the era.
+    pub fn label(self) -> String {
+        let step = self.step();
+        format!("{} {}", step.number, step.name)
+    }
+
+    /// Its number alone, `03`.
+    pub fn number(self) -> &'static str {
+        self.step().number
+    }
+
+    fn step(self) -> &'static shared::page::Step {
+        match self {
+            Era::XhrPolling => xhr_polling::STEP,
+            Era::LongPolling => long_polling::STEP,
+            Era::WebSocket => websocket::STEP,
+        }
+    }
+
+    /// The hidden subcommand that runs this step in a child process.
+    pub fn serve_command(self) -> &'static str {
+        match self {
+            Era::XhrPolling => "serve-02",
+            Era::LongPolling => "serve-03",
+            Era::WebSocket => "serve-04",
+        }
+    }
+
+    /// The step's flags for a run of the bench (after `--port 0`).
+    pub fn flags(self, flags: &StepFlags) -> Vec<String> {
+        let mut args = vec!["--history".to_string(), flags.history.to_string()];
+        match self {
+            Era::XhrPolling => args.extend(["--interval".into(), flags.interval_ms.to_string()]),
+            Era::LongPolling => args.extend(["--max-parked".into(), flags.max_parked.to_string()]),
+            // The default heartbeat (a ping every 20 s) is part of the era.
+            Era::WebSocket => {}
+        }
+        args
+    }
+
+    /// Runs one simulated page of this era until `stop` fires.
+    pub async fn page(self, client: Client, stop: Stop) -> ClientLog {
+        match self {
+            Era::XhrPolling => polling(client, stop).await,
+            Era::LongPolling => long_polling(client, stop).await,
+            Era::WebSocket => websocket(client, stop).await,
+        }
+    }
+
+    /// Waits until `n` pages are really listening. A long poll is only
+    /// waiting once the server has parked it, which the client cannot see;
+    /// step 03's `/stats` can. The other eras are ready when their pages
+    /// say so.
+    pub async fn settle(self, target: &Target, n: usize, limit: Duration) -> Result<(), String> {
+        if self != Era::LongPolling {
+            return Ok(());
+        }
+        let deadline = Instant::now() + limit;
+        let mut probe = Http::connect(target, &Arc::default()).await?;
+        loop {
+            let answer = probe.get("/stats", None).await?;
+            let stats: Stats = serde_json::from_slice(&answer.body)
+                .map_err(|error| format!("/stats is not the JSON expected: {error}"))?;
+            if stats.parked >= n {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                return Err(format!(
+                    "only {} of {n} long polls are parked after {limit:?}",
+                    stats.parked
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+/// The flags a run passes to the step.
+pub struct StepFlags {
+    /// Items the feed keeps: enough that no page of the run falls behind it.
+    pub history: usize,
+    /// 02: how often a page polls, in milliseconds.
+    pub interval_ms: u64,
+    /// 03: how many long polls may wait at once.
+    pub max_parked: usize,
+}
+
+/// Step 03's `/stats`, the part the bench reads.
+#[derive(Deserialize)]
+struct Stats {
+    parked: usize,
+}
+
+/// Fires when the run is over. Each page has its own: watching a channel
+/// of one's own costs nothing, where thousands of pages watching one shared
+/// channel would queue up on its lock with every message they read.
+pub type Stop = oneshot::Receiver<()>;
+
+/// What one simulated page is given.
+pub struct Client {
+    /// Which page of the crowd this is.
+    pub index: usize,
+    pub target: Target,
+    /// The cursor the page was rendered with: it asks for what came after.
+    pub cursor: u64,
+    /// Where pages report progress, shared with the bench.
+    pub crowd: Arc<Crowd>,
+    /// 02 only: the polling interval, and how long this page waits before
+    /// its first poll (pages are opened at different moments, so their
+    /// polls are spread over the interval).
+    pub interval: Duration,
+    pub first_wait: Duration,
+    /// How many items the page will get, to make room for their records.
+    pub items: usize,
+}
+
+/// What one page saw.
+pub struct ClientLog {
+    /// Every item id, in the order the page parsed them, and when.
+    pub got: Vec<(u64, Instant)>,
+    pub tally: Arc<Tally>,
+    /// Answers that said "reset": the server could not vouch for the cursor.
+    pub resets: usize,
+    /// Why the page ended early, if it did.
+    pub error: Option<String>,
+}
+
+/// The state of a page while it runs.
+struct Page<'a> {
+    client: &'a Client,
+    log: ClientLog,
+    newest: u64,
+}
+
+impl<'a> Page<'a> {
+    fn new(client: &'a Client) -> Page<'a> {
+        Page {
+            client,
+            log: ClientLog {
+                got: Vec::with_capacity(client.items),
+                tally: Arc::default(),
+                resets: 0,
+                error: None,
+            },
+            newest: client.cursor,
+        }
+    }
+
+    /// The page is connected and will see whatever is posted from now on.
+    fn ready(&self) {
+        self.client.crowd.ready(self.client.index, self.newest);
+    }
+
+    /// Shows items: records them, and tells the bench how far this page got.
+    fn show(&mut self, items: &[Id], reset: bool) {
+        let at = Instant::now();
+        if reset {
+            self.log.resets += 1;
+        }
+        for item in items {
+            self.log.got.push((item.id, at));
+            self.newest = self.newest.max(item.id);
+        }
+        if !items.is_empty() {
+            self.client.crowd.seen(self.client.index, self.newest);
+        }
+    }
+
+    fn end(mut self, result: Result<(), String>) -> ClientLog {
+        if let Err(error) = result {
+            self.client.crowd.failed();
+            self.log.error = Some(error);
+        }
+        self.log
+    }
+}
+
+/// An item as the bench reads it: only the id matters here; the parser
+/// still walks the whole item, as the page's `JSON.parse` does.
+#[derive(Deserialize)]
+pub struct Id {
+    pub id: u64,
+}
+
+/// `{"items":[...],"cursor":N}` or with `"reset":true` (02 and 03).
+#[derive(Deserialize)]
+struct Batch {
+    items: Vec<Id>,
+    cursor: u64,
+    #[serde(default)]
+    reset: bool,
+}
+
+/// Any message on `/ws` (04): `snapshot` has `items`, `news` has `item`.
+#[derive(Deserialize)]
+struct Frame<'a> {
+    #[serde(rename = "type", borrow)]
+    kind: &'a str,
+    #[serde(default)]
+    items: Vec<Id>,
+    item: Option<Id>,
+    #[serde(default)]
+    reset: bool,
+}
+
+/// Step 02: ask every interval; `304 Not Modified` while nothing changed.
+async fn polling(client: Client, mut stop: Stop) -> ClientLog {
+    let mut page = Page::new(&client);
+    let result = async {
+        let mut http = {
+            let _permit = client.crowd.connecting().await;
+            Http::connect(&client.target, &page.log.tally).await?
+        };
+        page.ready();
+        let mut cursor = client.cursor;
+        let mut etag = None;
+        let mut wait = client.first_wait;
+        loop {
+            // The page's `setTimeout(poll, interval)` after every answer.
+            tokio::select! {
+                () = tokio::time::sleep(wait) => {}
+                _ = &mut stop => return Ok(()),
+            }
+            wait = client.interval;
+            let path = format!("/news?since={cursor}");
+            let answer = tokio::select! {
+                answer = http.get(&path, etag.as_ref()) => answer?,
+                _ = &mut stop => return Ok(()),
+            };
+            match answer.status {
+                StatusCode::OK => {
+                    let batch: Batch = parse(&answer.body)?;
+                    page.show(&batch.items, batch.reset);
+                    cursor = batch.cursor;
+                    etag = answer.etag;
+                }
+                StatusCode::NOT_MODIFIED => {}
+                status => return Err(format!("GET {path} answered {status}")),
+            }
+        }
+    }
+    .await;
+    page.end(result)
+}
+
+/// Step 03: ask, and the server answers when there is news; ask again at
+/// once.
+async fn long_polling(client: Client, mut stop: Stop) -> ClientLog {
+    let mut page = Page::new(&client);
+    let result = async {
+        let mut http = {
+            let _permit = client.crowd.connecting().await;
+            Http::connect(&client.target, &page.log.tally).await?
+        };
+        // Ready as soon as the first question is on its way; the bench
+        // checks with `/stats` that the server has parked it.
+        page.ready();
+        let mut cursor = client.cursor;
+        let mut etag = None;
+        loop {
+            let path = format!("/news?since={cursor}");
+            let answer = tokio::select! {
+                answer = http.get(&path, etag.as_ref()) => answer?,
+                _ = &mut stop => return Ok(()),
+            };
+            match answer.status {
+                StatusCode::OK => {
+                    let batch: Batch = parse(&answer.body)?;
+                    page.show(&batch.items, batch.reset);
+                    cursor = batch.cursor;
+                    etag = answer.etag;
+                }
+                StatusCode::NOT_MODIFIED => {}
+                status => return Err(format!("GET {path} answered {status}")),
+            }
+        }
+    }
+    .await;
+    page.end(result)
+}
+
+/// Step 04: one socket; a snapshot, then a frame per item.
+async fn websocket(client: Client, mut stop: Stop) -> ClientLog {
+    let mut page = Page::new(&client);
+    let result = async {
+        let mut socket = {
+            let _permit = client.crowd.connecting().await;
+            let stream = wire::connect(&client.target, &page.log.tally).await?;
+            let url = format!("ws://{}/ws?since={}", client.target.addr, client.cursor);
+            let mut request = url
+                .into_client_request()
+                .expect("a ws:// URL with an address is valid");
+            // The server refuses a handshake from another site's page.
+            request
+                .headers_mut()
+                .insert(header::ORIGIN, client.target.origin.clone());
+            page.log.tally.count_request();
+            let (socket, _response) =
+                tokio_tungstenite::client_async_with_config(request, stream, Some(socket_config()))
+                    .await
+                    .map_err(|error| format!("WebSocket handshake failed: {error}"))?;
+            socket
+        };
+        loop {
+            let message = tokio::select! {
+                message = socket.next() => message,
+                _ = &mut stop => return Ok(()),
+            };
+            let text = match message {
+                Some(Ok(Message::Text(text))) => text,
+                // tungstenite answers pings by itself.
+                Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
+                Some(Ok(Message::Close(frame))) => {
+                    return Err(format!("the server closed the socket: {frame:?}"));
+                }
+                Some(Ok(other)) => return Err(format!("unexpected message: {other:?}")),
+                Some(Err(error)) => return Err(format!("the socket broke: {error}")),
+                None => return Err("the socket ended".to_string()),
+            };
+            let frame: Frame = parse(text.as_bytes())?;
+            match frame.kind {
+                "snapshot" => {
+                    page.show(&frame.items, frame.reset);
+                    page.ready();
+                }
+                "news" => match frame.item {
+                    Some(item) => page.show(&[item], false),
+                    None => return Err("a news frame without an item".to_string()),
+                },
+                other => return Err(format!("unexpected message type {other:?}")),
+            }
+        }
+    }
+    .await;
+    page.end(result)
+}
+
+/// A browser reads a socket through a buffer of its own; ours is small so
+/// that 10,000 simulated pages fit in memory next to the server.
+fn socket_config() -> WebSocketConfig {
+    WebSocketConfig::default()
+        .read_buffer_size(8 * 1024)
+        .write_buffer_size(0)
+}
+
+fn parse<'a, T: Deserialize<'a>>(body: &'a [u8]) -> Result<T, String> {
+    serde_json::from_slice(body).map_err(|error| {
+        let start = String::from_utf8_lossy(&body[..body.len().min(200)]).into_owned();
+        format!("unexpected answer ({error}): {start}")
+    })
+}

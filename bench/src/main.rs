@@ -1,0 +1,192 @@
+//! # The bench: what each era costs
+//!
+//! A workshop about transports needs numbers about the transports. This
+//! program starts a step as a process of its own on 127.0.0.1, opens many
+//! simulated pages against it that speak exactly what the step's page
+//! speaks, posts news the way a page posts it, and reports what it saw.
+//!
+//! ```sh
+//! cargo run --release -p bench -- eras       # the cost of one update, era by era
+//! cargo run --release -p bench -- capacity   # how far one server goes
+//! cargo run --release -p bench -- smoke      # both, tiny (what CI runs)
+//! ```
+//!
+//! What is measured, and where:
+//!
+//! - **Latency**: from the moment a `POST /news` starts to go out to the
+//!   moment a page has parsed the item. Every delivery (one item on one
+//!   page) is a sample; tables give the median (p50), the 99th percentile
+//!   and the maximum.
+//! - **Requests and bytes**: counted at each page's socket, both directions,
+//!   HTTP headers and WebSocket framing included, as the browser's Network
+//!   tab would show them.
+//! - **Server CPU and memory**: from `/proc/PID/stat` (user + system time)
+//!   and `/proc/PID/status` (`VmRSS` now, `VmHWM` at its peak) of the step's
+//!   process, which runs nothing but the step.
+//! - **Exactly once, in order**: every page records the ids it got; at the
+//!   end they must equal the ids posted. A loss, a duplicate, a reordering,
+//!   a reset or a broken connection fails the run with a message that says
+//!   which page saw what.
+//!
+//! Every wait has a deadline and every run a fixed number of pages and
+//! posts, so a run always ends by itself. The bench raises its own
+//! open-file limit (each page is a socket) and the server inherits it.
+//!
+//! The modules: [`server`] starts the step and reads `/proc`; [`wire`]
+//! counts bytes and speaks HTTP/1.1; [`clients`] holds one function per
+//! era's page; [`swarm`] opens the pages, posts, and checks what they got;
+//! [`eras`] and [`capacity`] are the two scenarios; [`report`] prints the
+//! tables and draws the charts (`target/bench/*.svg`).
+//!
+//! Server and pages share one machine, so a heavy run measures both. The
+//! pages are kept lean (they parse each item's JSON and record its id), but
+//! on a 2-core machine they still take a good part of the CPU.
+
+mod capacity;
+mod clients;
+mod eras;
+mod report;
+mod server;
+mod swarm;
+mod wire;
+
+use std::future::Future;
+use std::io;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Parser;
+use clap::Subcommand;
+use shared::Feed;
+use shared::Shutdown;
+use shared::page::Step;
+use tokio::net::TcpListener;
+
+use crate::clients::Era;
+
+/// What each era of the real-time web costs, measured.
+#[derive(Parser)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// The cost of one update: latency, requests, bytes, server CPU and
+    /// memory, era by era.
+    Eras(eras::Options),
+    /// How far one server goes: memory per idle page, fan-out latency,
+    /// burst throughput.
+    Capacity(capacity::Options),
+    /// Both scenarios, tiny (a few pages, a few seconds), as CI runs them.
+    Smoke,
+    // The step under test: the bench starts itself again with one of these,
+    // in a child process of its own (see `server.rs`).
+    #[command(name = "serve-02", hide = true)]
+    Serve02(Serve<xhr_polling::Options>),
+    #[command(name = "serve-03", hide = true)]
+    Serve03(Serve<long_polling::Options>),
+    #[command(name = "serve-04", hide = true)]
+    Serve04(Serve<websocket::Options>),
+}
+
+/// A step's own flags, exactly as its binary takes them.
+#[derive(clap::Args)]
+struct Serve<O: clap::Args> {
+    #[command(flatten)]
+    server: shared::cli::Server,
+    #[command(flatten)]
+    options: O,
+}
+
+/// No run takes longer than this, whatever its options.
+const RUN_LIMIT: Duration = Duration::from_secs(20 * 60);
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Serve02(args) => serve(xhr_polling::STEP, args, xhr_polling::run),
+        Command::Serve03(args) => serve(long_polling::STEP, args, long_polling::run),
+        Command::Serve04(args) => serve(websocket::STEP, args, websocket::run),
+        Command::Eras(options) => measure(async move {
+            let rows = eras::run(&options).await?;
+            eras::report(&options, &rows, "eras.svg")
+        }),
+        Command::Capacity(options) => measure(async move {
+            let rows = capacity::run(&options, server::raise_fd_limit()).await?;
+            capacity::report(&options, &rows, "capacity.svg")
+        }),
+        Command::Smoke => measure(smoke()),
+    }
+}
+
+/// Runs a scenario and says where its chart went, or why it failed.
+fn measure(scenario: impl Future<Output = Result<String, String>>) -> ExitCode {
+    let fd_limit = server::raise_fd_limit();
+    eprintln!("open-file limit: {fd_limit}");
+    let runtime = tokio::runtime::Runtime::new().expect("a tokio runtime starts");
+    let outcome = runtime.block_on(async {
+        tokio::time::timeout(RUN_LIMIT, scenario)
+            .await
+            .unwrap_or_else(|_| Err(format!("the run took longer than {RUN_LIMIT:?}")))
+    });
+    match outcome {
+        Ok(chart) => {
+            eprintln!("chart: {chart}");
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("bench failed: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Both scenarios with a few pages for a few seconds: enough to prove that
+/// every era still works under the bench, too small to mean anything.
+async fn smoke() -> Result<String, String> {
+    let eras = eras::Options {
+        clients: 5,
+        posts: 5,
+        rate: 10.0,
+        interval: 200,
+        eras: Era::ALL.to_vec(),
+    };
+    let rows = eras::run(&eras).await?;
+    let eras_chart = eras::report(&eras, &rows, "smoke-eras.svg")?;
+    let capacity = capacity::Options {
+        sizes: vec![20],
+        eras: vec![Era::LongPolling, Era::WebSocket],
+        singles: 2,
+        rate: 20.0,
+        seconds: 0.5,
+        burst: 20,
+    };
+    let rows = capacity::run(&capacity, server::raise_fd_limit()).await?;
+    let capacity_chart = capacity::report(&capacity, &rows, "smoke-capacity.svg")?;
+    Ok(format!("{eras_chart} and {capacity_chart}"))
+}
+
+/// The child process: what the step's own `main.rs` does (bind, a fresh
+/// feed, `run`), plus telling the parent where it listens.
+fn serve<O, F, R>(step: &'static Step, args: Serve<O>, run: F) -> ExitCode
+where
+    O: clap::Args,
+    F: FnOnce(TcpListener, Feed, O, Shutdown) -> R,
+    R: Future<Output = io::Result<()>>,
+{
+    let runtime = tokio::runtime::Runtime::new().expect("a tokio runtime starts");
+    runtime.block_on(async {
+        shared::cli::init_logging();
+        shared::cli::report(
+            async {
+                let listener = args.server.bind(step).await?;
+                let feed = Feed::new(args.server.history);
+                server::announce(listener.local_addr()?);
+                run(listener, feed, args.options, Shutdown::on_ctrl_c()).await
+            }
+            .await,
+        )
+    })
+}

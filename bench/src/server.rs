@@ -1,0 +1,276 @@
+//! The step under test, as a process of its own, and what `/proc` says
+//! about it.
+//!
+//! The bench runs a step by starting *itself* again with a hidden
+//! subcommand (`bench serve-04 --port 0 ...`), which does exactly what the
+//! step's `main.rs` does: bind, make a feed, call the step's `run`. So the
+//! server has its own pid, its own CPU time and its own memory, apart from
+//! the simulated clients, and `cargo run -p bench` always measures the code
+//! in the working tree (a separately built step binary could be stale).
+//!
+//! The child prints `listening ADDRESS PID` once bound; logging is set to
+//! `warn` so that one log line per request does not become the thing we
+//! measure. Warnings, if any, are passed on to our stderr. The child exits
+//! when its stdin closes, so that it never outlives the bench, however the
+//! bench ends; [`Server`]'s `Drop` closes it, and kills the child if that
+//! is not enough.
+
+use std::io;
+use std::io::BufRead;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::Child;
+use std::process::ChildStdin;
+use std::process::Command;
+use std::process::Stdio;
+use std::time::Duration;
+
+use tokio::sync::oneshot;
+
+use crate::clients::Era;
+
+/// What the parent reads on the child's stdout to learn its address.
+const LISTENING: &str = "listening ";
+
+/// A step running in a child process. Dropping it stops the process.
+pub struct Server {
+    child: Child,
+    /// Our end of the child's stdin: closing it stops the child.
+    stdin: Option<ChildStdin>,
+    pub addr: SocketAddr,
+    /// The step's process id, for `/proc`.
+    pid: u32,
+}
+
+impl Server {
+    /// Starts `era`'s step with these flags (after `--port 0`) and waits
+    /// until it listens.
+    ///
+    /// To profile the server, set `BENCH_WRAP` to a command that runs
+    /// another, for example `BENCH_WRAP="perf record -g -o /tmp/perf.data"`
+    /// or `BENCH_WRAP=heaptrack`: the step then runs under it.
+    pub async fn start(era: Era, flags: &[String]) -> Result<Server, String> {
+        let exe = std::env::current_exe()
+            .map_err(|error| format!("cannot find the bench's own executable: {error}"))?;
+        let wrap = std::env::var("BENCH_WRAP").unwrap_or_default();
+        let mut words = wrap.split_whitespace();
+        let mut command = match words.next() {
+            Some(wrapper) => {
+                let mut command = Command::new(wrapper);
+                command.args(words).arg(exe);
+                command
+            }
+            None => Command::new(exe),
+        };
+        let mut child = command
+            .arg(era.serve_command())
+            .args(["--host", "127.0.0.1", "--port", "0"])
+            .args(flags)
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .map_err(|error| format!("cannot start {}: {error}", era.slug()))?;
+        let stdout = child.stdout.take().expect("stdout is piped");
+        // From here on, `server` stops the child on every way out.
+        let mut server = Server {
+            stdin: child.stdin.take(),
+            child,
+            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            pid: 0,
+        };
+
+        let (listening, announced) = oneshot::channel();
+        let slug = era.slug();
+        std::thread::spawn(move || {
+            let mut listening = Some(listening);
+            for line in io::BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                match line.strip_prefix(LISTENING).and_then(parse_announcement) {
+                    Some(announced) if listening.is_some() => {
+                        let _ = listening.take().expect("checked").send(announced);
+                    }
+                    _ => eprintln!("  [{slug}] {line}"),
+                }
+            }
+        });
+        (server.addr, server.pid) = tokio::time::timeout(Duration::from_secs(10), announced)
+            .await
+            .map_err(|_| format!("{slug} did not start listening within 10 s"))?
+            .map_err(|_| format!("{slug} exited before it listened"))?;
+        Ok(server)
+    }
+
+    /// The server's CPU time and memory right now.
+    pub fn usage(&self) -> Result<Usage, String> {
+        Usage::of(self.pid)
+            .map_err(|error| format!("cannot read /proc/{} (did it crash?): {error}", self.pid))
+    }
+}
+
+/// `ADDRESS PID`.
+fn parse_announcement(text: &str) -> Option<(SocketAddr, u32)> {
+    let (addr, pid) = text.split_once(' ')?;
+    Some((addr.parse().ok()?, pid.parse().ok()?))
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        // Closing its stdin tells the server to exit (and a profiler that
+        // wraps it to write its data); kill it if it does not.
+        drop(self.stdin.take());
+        for _ in 0..200 {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The child side: announce the address and the process id (which is not
+/// the one the parent started when a profiler wraps the step), and exit
+/// when the parent's end of stdin closes: the parent is done with us, or
+/// gone, however it ended.
+pub fn announce(addr: SocketAddr) {
+    println!("{LISTENING}{addr} {}", std::process::id());
+    std::thread::spawn(move || {
+        let _ = io::copy(&mut io::stdin().lock(), &mut io::sink());
+        std::process::exit(0);
+    });
+}
+
+/// What `/proc` says about a process.
+#[derive(Clone, Copy, Debug)]
+pub struct Usage {
+    /// CPU time, user plus system, since the process started.
+    pub cpu: Duration,
+    /// Resident memory now (`VmRSS`), in bytes.
+    pub rss: u64,
+    /// The most resident memory so far (`VmHWM`, "high water mark").
+    pub peak_rss: u64,
+}
+
+impl Usage {
+    pub fn of(pid: u32) -> io::Result<Usage> {
+        // /proc/PID/stat: "pid (name) state ppid ...". The name may hold
+        // spaces, so count fields after the last ')': utime and stime are
+        // fields 14 and 15 of the whole line, in clock ticks.
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+        let after_name = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+        let fields: Vec<&str> = after_name.split_whitespace().collect();
+        let ticks = |index: usize| -> io::Result<u64> {
+            fields
+                .get(index)
+                .and_then(|field| field.parse().ok())
+                .ok_or_else(|| io::Error::other("unexpected /proc/PID/stat format"))
+        };
+        // Field 3 (state) is index 0 here, so field 14 is index 11.
+        let (utime, stime) = (ticks(11)?, ticks(12)?);
+        // SAFETY: sysconf only reads a system constant.
+        let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+        let cpu = Duration::from_secs_f64((utime + stime) as f64 / per_second);
+
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+        let kib = |name: &str| -> io::Result<u64> {
+            status
+                .lines()
+                .find_map(|line| line.strip_prefix(name))
+                .and_then(|rest| {
+                    rest.trim()
+                        .trim_end_matches("kB")
+                        .trim()
+                        .parse::<u64>()
+                        .ok()
+                })
+                .map(|kib| kib * 1024)
+                .ok_or_else(|| io::Error::other(format!("no {name} in /proc/PID/status")))
+        };
+        Ok(Usage {
+            cpu,
+            rss: kib("VmRSS:")?,
+            peak_rss: kib("VmHWM:")?,
+        })
+    }
+}
+
+/// CPU time the whole machine has spent busy (all cores, all processes)
+/// since it booted, from the first line of `/proc/stat`. Compared with the
+/// server's and the bench's own, it tells whether something else was
+/// running during a measurement.
+pub fn machine_busy() -> Duration {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let ticks: u64 = stat
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .split_whitespace()
+        .skip(1)
+        .take(8)
+        .enumerate()
+        // user nice system idle iowait irq softirq steal: skip idle, iowait.
+        .filter(|(index, _)| *index != 3 && *index != 4)
+        .filter_map(|(_, field)| field.parse::<u64>().ok())
+        .sum();
+    // SAFETY: sysconf only reads a system constant.
+    let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+    Duration::from_secs_f64(ticks as f64 / per_second)
+}
+
+/// Warns when other programs took a noticeable share of the machine while
+/// `what` was measured: the figures are then partly about them.
+pub fn warn_if_busy(what: &str, machine: Duration, ours: Duration, wall: Duration) {
+    let others = machine.saturating_sub(ours);
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+    let share = others.as_secs_f64() / (wall.as_secs_f64() * cores).max(1e-9);
+    if share > 0.05 {
+        eprintln!(
+            "  note: other programs used {:.1} s of CPU ({:.0}% of the machine) while {what} \
+             ran: its figures are partly about them",
+            others.as_secs_f64(),
+            share * 100.0
+        );
+    }
+}
+
+/// Raises this process's open-file limit to the hard limit: every
+/// simulated page holds a socket, and each socket is a file descriptor.
+/// The server, started later as a child, inherits the raised limit.
+pub fn raise_fd_limit() -> u64 {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit and setrlimit only read and write `limit`.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
+            return 1024;
+        }
+        if limit.rlim_cur < limit.rlim_max {
+            let raised = libc::rlimit {
+                rlim_cur: limit.rlim_max,
+                rlim_max: limit.rlim_max,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
+                limit = raised;
+            }
+        }
+    }
+    limit.rlim_cur
+}
+
+/// `target/bench/`: `$CARGO_TARGET_DIR/bench` when set, else next to the
+/// `release` or `debug` folder the bench runs from.
+pub fn output_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("CARGO_TARGET_DIR") {
+        return PathBuf::from(dir).join("bench");
+    }
+    std::env::current_exe()
+        .ok()
+        .and_then(|exe| Some(exe.parent()?.parent()?.to_path_buf()))
+        .unwrap_or_else(|| PathBuf::from("target"))
+        .join("bench")
+}

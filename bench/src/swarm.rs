@@ -1,0 +1,472 @@
+//! A crowd of simulated pages, the poster that feeds them, and the check
+//! that every page got every item exactly once, in order.
+
+use std::collections::HashMap;
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+use std::sync::atomic::AtomicUsize;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+use std::time::Instant;
+
+use hyper::StatusCode;
+use serde::Deserialize;
+use tokio::sync::Semaphore;
+use tokio::sync::SemaphorePermit;
+use tokio::sync::oneshot;
+use tokio::task::JoinSet;
+
+use crate::clients::Client;
+use crate::clients::ClientLog;
+use crate::clients::Era;
+use crate::wire::Http;
+use crate::wire::Target;
+
+/// How many pages may be connecting at once, as visitors arriving close
+/// together rather than all in the same millisecond. The server's listen
+/// queue holds 1,024 connections that are not accepted yet; opening 10,000
+/// at once would overflow it, and the kernel would make the rest retry a
+/// second later. And each connection in its handshake holds HTTP buffers
+/// (16 KiB or so) that an idle page no longer needs: thousands at once
+/// would leave the server's memory high, and "memory per idle page" would
+/// count the stampede, not the pages.
+const CONNECTING_AT_ONCE: usize = 64;
+
+/// What the pages report while they run: the bench watches it to know
+/// when everyone has everything.
+pub struct Crowd {
+    /// Per page: 0 until it is connected, then the newest id it has shown.
+    newest: Vec<Slot>,
+    failed: AtomicUsize,
+    connecting: Semaphore,
+}
+
+/// One page's progress, alone on its cache line: pages on different
+/// threads then never slow each other down by writing next to each other.
+#[repr(align(64))]
+struct Slot(AtomicU64);
+
+impl Crowd {
+    /// Only page `index` writes its slot.
+    pub fn ready(&self, index: usize, cursor: u64) {
+        self.newest[index].0.store(cursor.max(1), Ordering::Relaxed);
+    }
+
+    pub fn seen(&self, index: usize, id: u64) {
+        self.newest[index].0.store(id, Ordering::Relaxed);
+    }
+
+    pub fn failed(&self) {
+        self.failed.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub async fn connecting(&self) -> SemaphorePermit<'_> {
+        self.connecting
+            .acquire()
+            .await
+            .expect("the semaphore is never closed")
+    }
+
+    /// How many pages have not yet reached `id`.
+    fn behind(&self, id: u64) -> usize {
+        self.newest
+            .iter()
+            .filter(|newest| newest.0.load(Ordering::Relaxed) < id)
+            .count()
+    }
+}
+
+/// The simulated pages of one run.
+pub struct Swarm {
+    crowd: Arc<Crowd>,
+    /// One per page (see [`crate::clients::Stop`]).
+    stop: Vec<oneshot::Sender<()>>,
+    pages: JoinSet<(usize, ClientLog)>,
+}
+
+/// How the pages of a swarm behave.
+pub struct Pages {
+    pub era: Era,
+    pub count: usize,
+    /// The cursor the pages start from.
+    pub cursor: u64,
+    /// 02's polling interval.
+    pub interval: Duration,
+    /// How many items each page will get: room is made for their records
+    /// up front, so that recording does not reallocate in a burst.
+    pub items: usize,
+}
+
+impl Swarm {
+    /// Opens `pages.count` pages. They connect in the background; see
+    /// [`Swarm::ready`].
+    pub fn start(target: &Target, pages: &Pages) -> Swarm {
+        let crowd = Arc::new(Crowd {
+            newest: (0..pages.count).map(|_| Slot(AtomicU64::new(0))).collect(),
+            failed: AtomicUsize::new(0),
+            connecting: Semaphore::new(CONNECTING_AT_ONCE),
+        });
+        let mut stop = Vec::with_capacity(pages.count);
+        let mut set = JoinSet::new();
+        for index in 0..pages.count {
+            let (stopper, stopped) = oneshot::channel();
+            stop.push(stopper);
+            let client = Client {
+                index,
+                target: target.clone(),
+                cursor: pages.cursor,
+                crowd: crowd.clone(),
+                interval: pages.interval,
+                items: pages.items,
+                // Spread the first polls evenly over one interval.
+                first_wait: pages
+                    .interval
+                    .mul_f64((index + 1) as f64 / pages.count as f64),
+            };
+            let era = pages.era;
+            set.spawn(async move { (index, era.page(client, stopped).await) });
+        }
+        Swarm {
+            crowd,
+            stop,
+            pages: set,
+        }
+    }
+
+    /// Waits until every page is connected.
+    pub async fn ready(&self, limit: Duration) -> Result<(), String> {
+        self.wait_for(1, limit, "connected").await
+    }
+
+    /// Waits until every page has shown item `id`.
+    pub async fn reached(&self, id: u64, limit: Duration) -> Result<(), String> {
+        self.wait_for(id, limit, &format!("shown item {id}")).await
+    }
+
+    async fn wait_for(&self, id: u64, limit: Duration, what: &str) -> Result<(), String> {
+        let deadline = Instant::now() + limit;
+        loop {
+            let failed = self.crowd.failed.load(Ordering::Relaxed);
+            if failed > 0 {
+                return Err(format!(
+                    "{failed} pages failed while waiting until all {what}"
+                ));
+            }
+            let behind = self.crowd.behind(id);
+            if behind == 0 {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                return Err(format!(
+                    "{behind} of {} pages have not {what} after {limit:?}",
+                    self.crowd.newest.len()
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    }
+
+    /// Tells every page to stop, and collects what each one saw, in page
+    /// order.
+    pub async fn stop(mut self) -> Result<Vec<ClientLog>, String> {
+        for stop in self.stop.drain(..) {
+            let _ = stop.send(());
+        }
+        let mut logs: Vec<Option<ClientLog>> = (0..self.crowd.newest.len()).map(|_| None).collect();
+        let collect = async {
+            while let Some(ended) = self.pages.join_next().await {
+                let (index, log) = ended.map_err(|error| format!("a page panicked: {error}"))?;
+                logs[index] = Some(log);
+            }
+            Ok::<(), String>(())
+        };
+        tokio::time::timeout(Duration::from_secs(30), collect)
+            .await
+            .map_err(|_| "pages did not stop within 30 s".to_string())??;
+        Ok(logs
+            .into_iter()
+            .map(|log| log.expect("every page ended"))
+            .collect())
+    }
+}
+
+/// The cursor a fresh page starts from: the server renders it into the
+/// page as `data-cursor`, and the page's script asks for what came after.
+pub async fn page_cursor(target: &Target) -> Result<u64, String> {
+    let mut http = Http::connect(target, &Arc::default()).await?;
+    let answer = http.get("/", None).await?;
+    let html = String::from_utf8_lossy(&answer.body);
+    html.split_once("data-cursor=\"")
+        .and_then(|(_, rest)| rest.split('"').next()?.parse().ok())
+        .ok_or_else(|| "the page has no data-cursor".to_string())
+}
+
+/// One post: its id, and when its request started to go out.
+#[derive(Clone, Copy, Debug)]
+pub struct Posted {
+    pub id: u64,
+    pub sent: Instant,
+}
+
+/// Posts news the way a page does (`POST /news` with JSON and the page's
+/// `Origin`), over a few keep-alive connections so that a post never waits
+/// for the previous one to be answered.
+pub struct Poster {
+    connections: Vec<tokio::sync::Mutex<Http>>,
+    next: AtomicUsize,
+}
+
+/// Title and body come to about 100 bytes, a short news item.
+const BODY: &str =
+    "A short news item, about the length of a sentence or two: nothing more, nothing less.";
+
+/// The part of the 201 answer the poster reads.
+#[derive(Deserialize)]
+struct Stored {
+    id: u64,
+}
+
+impl Poster {
+    pub async fn connect(target: &Target, connections: usize) -> Result<Arc<Poster>, String> {
+        let mut open = Vec::new();
+        for _ in 0..connections.max(1) {
+            let http = Http::connect(target, &Arc::default()).await?;
+            open.push(tokio::sync::Mutex::new(http));
+        }
+        Ok(Arc::new(Poster {
+            connections: open,
+            next: AtomicUsize::new(0),
+        }))
+    }
+
+    /// Posts one item and returns its id and when it was sent. The
+    /// latency of each delivery is measured from `sent`, whether the page
+    /// shows the item before or after the 201 comes back.
+    pub async fn post(&self, number: usize) -> Result<Posted, String> {
+        let pick = self.next.fetch_add(1, Ordering::Relaxed) % self.connections.len();
+        let mut http = self.connections[pick].lock().await;
+        let json = serde_json::json!({
+            "title": format!("Item {number}"),
+            "body": BODY,
+        })
+        .to_string();
+        let sent = Instant::now();
+        let answer = http.post_json("/news", json).await?;
+        if answer.status != StatusCode::CREATED {
+            return Err(format!(
+                "POST /news answered {}: {}",
+                answer.status,
+                String::from_utf8_lossy(&answer.body)
+            ));
+        }
+        let stored: Stored = serde_json::from_slice(&answer.body)
+            .map_err(|error| format!("the 201 is not the item expected: {error}"))?;
+        Ok(Posted {
+            id: stored.id,
+            sent,
+        })
+    }
+
+    /// `count` posts at a steady `per_second`, each on its own schedule
+    /// (a slow answer does not delay the next post).
+    pub async fn steady(
+        self: &Arc<Self>,
+        count: usize,
+        per_second: f64,
+    ) -> Result<Vec<Posted>, String> {
+        let every = Duration::from_secs_f64(1.0 / per_second);
+        let start = tokio::time::Instant::now();
+        let mut posts = JoinSet::new();
+        for number in 0..count {
+            tokio::time::sleep_until(start + every * number as u32).await;
+            let poster = self.clone();
+            posts.spawn(async move { poster.post(number).await });
+        }
+        collect(posts).await
+    }
+
+    /// `count` posts all at once, spread over the poster's connections.
+    pub async fn burst(self: &Arc<Self>, count: usize) -> Result<Vec<Posted>, String> {
+        let mut posts = JoinSet::new();
+        for number in 0..count {
+            let poster = self.clone();
+            posts.spawn(async move { poster.post(number).await });
+        }
+        collect(posts).await
+    }
+}
+
+/// Waits for every post; sorted by id.
+async fn collect(mut posts: JoinSet<Result<Posted, String>>) -> Result<Vec<Posted>, String> {
+    let mut done = Vec::new();
+    while let Some(post) = posts.join_next().await {
+        done.push(post.map_err(|error| format!("a post panicked: {error}"))??);
+    }
+    done.sort_by_key(|post| post.id);
+    Ok(done)
+}
+
+/// The latency of every delivery of the items in `posted`: from when the
+/// post was sent to when the page parsed the item.
+pub fn latencies(logs: &[ClientLog], posted: &[Posted]) -> Vec<Duration> {
+    let sent: HashMap<u64, Instant> = posted.iter().map(|post| (post.id, post.sent)).collect();
+    logs.iter()
+        .flat_map(|log| &log.got)
+        .filter_map(|(id, at)| Some(at.saturating_duration_since(*sent.get(id)?)))
+        .collect()
+}
+
+/// When the last page parsed the last of the items in `posted`.
+pub fn last_delivery(logs: &[ClientLog], posted: &[Posted]) -> Option<Instant> {
+    let ids: HashSet<u64> = posted.iter().map(|post| post.id).collect();
+    logs.iter()
+        .flat_map(|log| &log.got)
+        .filter(|(id, _)| ids.contains(id))
+        .map(|(_, at)| *at)
+        .max()
+}
+
+/// Every page got every posted item exactly once, in order, without an
+/// error or a reset; or a description of what went wrong where.
+pub fn check(logs: &[ClientLog], posted: &[u64]) -> Result<(), String> {
+    let mut problems = Vec::new();
+    for (index, log) in logs.iter().enumerate() {
+        let got: Vec<u64> = log.got.iter().map(|(id, _)| *id).collect();
+        let mut trouble = Vec::new();
+        if let Some(error) = &log.error {
+            trouble.push(format!("failed: {error}"));
+        }
+        if log.resets > 0 {
+            trouble.push(format!("{} resets", log.resets));
+        }
+        if got != posted {
+            trouble.push(difference(posted, &got));
+        }
+        if !trouble.is_empty() {
+            problems.push(format!("page {index}: {}", trouble.join("; ")));
+        }
+    }
+    if problems.is_empty() {
+        return Ok(());
+    }
+    let shown = problems.len().min(10);
+    Err(format!(
+        "{} of {} pages did not get every item exactly once, in order:\n  {}{}",
+        problems.len(),
+        logs.len(),
+        problems[..shown].join("\n  "),
+        if problems.len() > shown {
+            "\n  ..."
+        } else {
+            ""
+        }
+    ))
+}
+
+/// Says how `got` differs from `expected`: what is missing, doubled,
+/// unexpected or out of order.
+fn difference(expected: &[u64], got: &[u64]) -> String {
+    let wanted: HashSet<u64> = expected.iter().copied().collect();
+    let mut counts: HashMap<u64, usize> = HashMap::new();
+    for id in got {
+        *counts.entry(*id).or_default() += 1;
+    }
+    let missing: Vec<u64> = expected
+        .iter()
+        .copied()
+        .filter(|id| !counts.contains_key(id))
+        .collect();
+    let mut doubled: Vec<u64> = counts
+        .iter()
+        .filter(|(_, count)| **count > 1)
+        .map(|(id, _)| *id)
+        .collect();
+    doubled.sort_unstable();
+    let mut unexpected: Vec<u64> = counts
+        .keys()
+        .copied()
+        .filter(|id| !wanted.contains(id))
+        .collect();
+    unexpected.sort_unstable();
+    let disorder = got.windows(2).position(|pair| pair[1] < pair[0]);
+
+    let mut parts = Vec::new();
+    let list = |ids: &[u64]| {
+        let shown: Vec<String> = ids.iter().take(5).map(u64::to_string).collect();
+        let more = if ids.len() > 5 { ", ..." } else { "" };
+        format!("{} ({}{more})", ids.len(), shown.join(", "))
+    };
+    if !missing.is_empty() {
+        parts.push(format!("lost {}", list(&missing)));
+    }
+    if !doubled.is_empty() {
+        parts.push(format!("duplicated {}", list(&doubled)));
+    }
+    if !unexpected.is_empty() {
+        parts.push(format!("never posted {}", list(&unexpected)));
+    }
+    if let Some(at) = disorder {
+        parts.push(format!("out of order: {} after {}", got[at + 1], got[at]));
+    }
+    parts.join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn log(ids: &[u64]) -> ClientLog {
+        let now = Instant::now();
+        ClientLog {
+            got: ids.iter().map(|id| (*id, now)).collect(),
+            tally: Arc::default(),
+            resets: 0,
+            error: None,
+        }
+    }
+
+    #[test]
+    fn every_item_once_in_order_passes() {
+        assert_eq!(
+            check(&[log(&[1, 2, 3]), log(&[1, 2, 3])], &[1, 2, 3]),
+            Ok(())
+        );
+    }
+
+    #[test]
+    fn a_loss_a_duplicate_and_disorder_are_named() {
+        let error = check(&[log(&[1, 2, 3]), log(&[1, 3])], &[1, 2, 3]).unwrap_err();
+        assert!(error.contains("page 1: lost 1 (2)"), "{error}");
+        assert!(error.starts_with("1 of 2 pages"), "{error}");
+
+        let error = check(&[log(&[1, 2, 2, 3])], &[1, 2, 3]).unwrap_err();
+        assert!(error.contains("duplicated 1 (2)"), "{error}");
+        assert!(!error.contains("out of order"), "{error}");
+
+        let error = check(&[log(&[2, 1, 3])], &[1, 2, 3]).unwrap_err();
+        assert!(error.contains("out of order: 1 after 2"), "{error}");
+        assert!(!error.contains("lost"), "{error}");
+    }
+
+    #[test]
+    fn errors_and_resets_fail_the_check() {
+        let mut broken = log(&[1, 2]);
+        broken.error = Some("the socket broke".into());
+        broken.resets = 1;
+        let error = check(&[broken], &[1, 2]).unwrap_err();
+        assert!(
+            error.contains("failed: the socket broke; 1 resets"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn latency_counts_from_the_send_even_when_the_item_came_first() {
+        let sent = Instant::now();
+        let mut seen = log(&[]);
+        seen.got = vec![(7, sent + Duration::from_millis(3)), (8, sent)];
+        let posted = [Posted { id: 7, sent }];
+        assert_eq!(latencies(&[seen], &posted), [Duration::from_millis(3)]);
+    }
+}

@@ -2,8 +2,11 @@
 //! tries it: the step open in two tabs, a post typed into tab A's form,
 //! and a look at tab B. Step 01 shows it there only after a reload; later
 //! steps bring it without one. A title that looks like HTML stays text in
-//! both tabs. The network meter counts what the transport costs. A
-//! screenshot of each step lands in `target/screenshots/`.
+//! both tabs. The network meter counts what the transport costs. Steps 04
+//! and 05 are stopped and started again under an open page, which finds
+//! its way back by itself; step 05 keeps rooms apart and carries images.
+//! The launcher's index shows all five at once. A screenshot of each step
+//! and of the index lands in `target/screenshots/`.
 //!
 //! These tests need chromedriver and Chromium (Debian: `chromium` and
 //! `chromium-driver`); without them they say so in one line and pass,
@@ -11,16 +14,24 @@
 
 mod support;
 
+use std::fs;
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::path::Path;
 use std::time::Duration;
 
 use serde_json::Value;
 use serde_json::json;
 use shared::Feed;
+use shared::Shutdown;
 use shared::news;
+use shared::news::NewPost;
 use support::Running;
 use support::api;
 use support::browser::Browser;
 use support::browser::Tab;
+use tokio::net::TcpListener;
 
 /// Renders as an image whose failure to load runs a script, if a page
 /// treated it as HTML instead of text.
@@ -262,4 +273,496 @@ async fn step_03_shows_news_at_once_and_waits_quietly() {
     a.screenshot("03-long-polling").await;
     browser.close().await;
     server.stop().await;
+}
+
+/// Step 04 with its default options, as a function: the restart tests
+/// call it again to start the step again.
+fn websocket_step(
+    listener: TcpListener,
+    feed: Feed,
+    shutdown: Shutdown,
+) -> impl Future<Output = io::Result<()>> + Send + 'static {
+    websocket::run(listener, feed, websocket::Options::default(), shutdown)
+}
+
+/// Step 05, likewise.
+fn rooms_step(
+    listener: TcpListener,
+    feed: Feed,
+    shutdown: Shutdown,
+) -> impl Future<Output = io::Result<()>> + Send + 'static {
+    rooms::run(listener, feed, rooms::Options::default(), shutdown)
+}
+
+/// Waits until the meter's `name` row says `text`. (The meter redraws at
+/// the next animation frame, a moment after what it counts.)
+async fn wait_for_meter(tab: &Tab, name: &str, text: &str) {
+    tab.wait_for(
+        &format!("the meter's {name} says {text:?}"),
+        "return document.querySelector(`aside.meter [data-meter=\"${arguments[0].name}\"]`)\
+         .textContent === arguments[0].text;",
+        json!({ "name": name, "text": text }),
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn step_04_pushes_news_over_one_socket() {
+    let Some(mut browser) = Browser::launch().await else {
+        return;
+    };
+    let server = support::start_with_feed(feed_with_news(), websocket_step).await;
+    let (a, b) = two_tabs(&mut browser, &server).await;
+
+    news_reaches_the_other_tab(&a, &b, Updates::Live).await;
+    html_stays_text(&a, &b, Updates::Live).await;
+
+    // Three more posts, and still one connection per tab: the upgrade
+    // request is the only request either tab ever made. Tab A sent five
+    // posts and got back the snapshot, five news and five acks; tab B only
+    // listened: the snapshot and five news.
+    for n in 1..=3 {
+        a.post(&format!("Post {n} over the same socket"), "").await;
+    }
+    b.wait_for_title("Post 3 over the same socket").await;
+    for (tab, frames) in [(&a, "11 ↓ 5 ↑"), (&b, "6 ↓ 0 ↑")] {
+        wait_for_meter(tab, "frames", frames).await;
+        let meter = tab.meter().await;
+        assert_eq!(meter.requests, "1", "{}: {meter:?}", tab.name);
+        assert_eq!(meter.empty, "0", "{}: {meter:?}", tab.name);
+        assert_eq!(meter.socket.as_deref(), Some("open"), "{}", tab.name);
+    }
+    let meter = a.meter().await;
+    assert!(meter.latency.ends_with(" ms"), "{meter:?}");
+    assert!(b.same_page().await, "tab B was not reloaded");
+
+    b.screenshot("04-websocket").await;
+    browser.close().await;
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn step_04_finds_its_way_back_after_a_restart() {
+    let Some(mut browser) = Browser::launch().await else {
+        return;
+    };
+    // Ids from the clock, as in a real run: a feed made later starts
+    // above every id of this one.
+    let feed = Feed::new(1_000);
+    feed.post(news::validate("Before the restart", "").expect("a valid post"));
+    let server = support::start_with_feed(feed, websocket_step).await;
+    let tab = browser.open("the page", &server.url("/")).await;
+    tab.wait_for_title("Before the restart").await;
+
+    let server = restart_with_the_same_feed(&tab, server, websocket_step).await;
+    restart_with_a_new_feed(&tab, server, websocket_step).await;
+    browser.close().await;
+}
+
+#[tokio::test]
+async fn step_05_keeps_rooms_apart_and_carries_images() {
+    let Some(mut browser) = Browser::launch().await else {
+        return;
+    };
+    let server = support::start_with_feed(feed_with_news(), rooms_step).await;
+    let (a, b) = two_tabs(&mut browser, &server).await;
+
+    // In #general, the room every page starts in, news goes everywhere.
+    news_reaches_the_other_tab(&a, &b, Updates::Live).await;
+    html_stays_text(&a, &b, Updates::Live).await;
+
+    // Tabs A and C join #rust; tab B stays in #general.
+    let c = browser.open("tab C", &server.url("/")).await;
+    c.wait_for_title("Workshop starts at ten").await;
+    for tab in [&a, &c] {
+        join(tab, "rust").await;
+    }
+    // Presence: the room's button in tab A counts its members.
+    a.wait_for(
+        "the #rust button counts two members",
+        "const button = Array.from(document.querySelectorAll('.room-tab'))\
+         .find((button) => button.firstChild.textContent === '#rust'); \
+         return button.querySelector('.room-count').textContent === '2';",
+        Value::Null,
+    )
+    .await;
+
+    a.post("Only for #rust", "Tab B is not in this room.").await;
+    wait_for_shown_title(&c, "Only for #rust").await;
+
+    // An image goes along as a binary frame, and shows in the other tab.
+    let image = Path::new(env!("CARGO_TARGET_TMPDIR")).join("browser-attachment.png");
+    fs::write(&image, DISC_PNG).expect("target/tmp is writable");
+    a.type_into("form.post-form #attachment", &image.display().to_string())
+        .await;
+    a.post("A picture for #rust", "An orange disc on blue.")
+        .await;
+    for tab in [&a, &c] {
+        tab.wait_for(
+            "the picture shows under its item",
+            "const item = Array.from(document.querySelectorAll('.items:not([hidden]) > article.item'))\
+             .find((item) => item.querySelector('.item-title').textContent === arguments[0]); \
+             const image = item?.querySelector('img.item-image'); \
+             return image !== null && image !== undefined && image.complete && image.naturalWidth === 48;",
+            json!("A picture for #rust"),
+        )
+        .await;
+    }
+
+    // Tab B posts in #general: tabs A and C, members there too, get it
+    // (in their #general list, not the #rust one shown)...
+    b.post("Meanwhile in #general", "").await;
+    for tab in [&a, &c] {
+        tab.wait_for_title("Meanwhile in #general").await;
+        let shown = shown_titles(tab).await;
+        assert!(
+            !shown.contains(&"Meanwhile in #general".into()),
+            "{shown:?}"
+        );
+    }
+    // ...and tab B, by then, has seen nothing of #rust: one room, one
+    // list, no picture, no title of #rust.
+    let seen = b
+        .run(
+            "return { rooms: document.querySelectorAll('.room-tab').length, \
+                      lists: document.querySelectorAll('.feed .items').length, \
+                      images: document.querySelectorAll('img').length };",
+            Value::Null,
+        )
+        .await;
+    assert_eq!(
+        seen,
+        json!({ "rooms": 1, "lists": 1, "images": 0 }),
+        "tab B"
+    );
+    let titles = b.titles().await;
+    assert!(
+        !titles.iter().any(|title| title.contains("#rust")),
+        "tab B: {titles:?}"
+    );
+
+    // One socket per tab, however many rooms.
+    for tab in [&a, &b, &c] {
+        let meter = tab.meter().await;
+        assert_eq!(meter.requests, "1", "{}: {meter:?}", tab.name);
+        assert_eq!(meter.socket.as_deref(), Some("open"), "{}", tab.name);
+    }
+
+    c.screenshot("05-rooms").await;
+    browser.close().await;
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn step_05_finds_its_way_back_after_a_restart() {
+    let Some(mut browser) = Browser::launch().await else {
+        return;
+    };
+    let feed = Feed::new(1_000);
+    feed.post(news::validate("Before the restart", "").expect("a valid post"));
+    let server = support::start_with_feed(feed, rooms_step).await;
+    let page = browser.open("the page", &server.url("/")).await;
+    let rust = browser.open("the page in #rust", &server.url("/")).await;
+    for tab in [&page, &rust] {
+        tab.wait_for_title("Before the restart").await;
+    }
+    join(&rust, "rust").await;
+
+    let server = restart_with_the_same_feed(&page, server, rooms_step).await;
+    // The other page came back too, and rejoined #rust by itself: the
+    // server takes its post there (it refuses posts to a room the socket
+    // is not in).
+    rust.wait_for_title(MISSED[1]).await;
+    assert_eq!(
+        rust.titles().await,
+        [MISSED[1], MISSED[0], "Before the restart"],
+        "#general in {}",
+        rust.name
+    );
+    rust.post("Back in #rust", "").await;
+    wait_for_shown_title(&rust, "Back in #rust").await;
+
+    restart_with_a_new_feed(&page, server, rooms_step).await;
+    browser.close().await;
+}
+
+#[tokio::test]
+async fn the_launcher_shows_every_era_side_by_side() {
+    let Some(mut browser) = Browser::launch().await else {
+        return;
+    };
+    let launcher = Launcher::start(feed_with_news()).await;
+    let index = browser.open("the index", &launcher.index).await;
+    // Wide enough for five panes in a row, as on a projector.
+    index.resize(1800, 1100).await;
+    let panes = [
+        index.frame("pane 01", "section.step-01 iframe"),
+        index.frame("pane 02", "section.step-02 iframe"),
+        index.frame("pane 03", "section.step-03 iframe"),
+        index.frame("pane 04", "section.step-04 iframe"),
+        index.frame("pane 05", "section.step-05 iframe"),
+    ];
+    for pane in &panes {
+        pane.wait_for_title("Workshop starts at ten").await;
+    }
+
+    // One post in the index's box...
+    let title = "Posted once, seen five ways";
+    index.type_into("#post #title", title).await;
+    index.click("#post button[type=submit]").await;
+    index
+        .wait_for(
+            "the index says it posted",
+            "return document.getElementById('post-status').textContent.startsWith('Posted.') \
+             || document.getElementById('post-status').textContent;",
+            Value::Null,
+        )
+        .await;
+    // ...shows in 03, 04 and 05 at once, in 02 at its next poll...
+    for pane in &panes[1..] {
+        pane.wait_for_title(title).await;
+    }
+    assert!(
+        !panes[0].titles().await.iter().any(|shown| shown == title),
+        "pane 01 shows the news without being loaded again"
+    );
+    // (The picture in the README: every era but 01 has the news.)
+    let screenshot = index.screenshot("launcher").await;
+    // ...and in 01 when its pane is loaded again.
+    index.click("section.step-01 button.reload").await;
+    panes[0].wait_for_title(title).await;
+
+    // Each pane's meter counts its own way of finding out.
+    for pane in &panes[3..] {
+        let meter = pane.meter().await;
+        assert_eq!(meter.requests, "1", "{}: {meter:?}", pane.name);
+        assert_eq!(meter.socket.as_deref(), Some("open"), "{}", pane.name);
+    }
+    // 02 asks again and again, news or not.
+    panes[1]
+        .wait_for(
+            "the meter counts a second poll",
+            "return Number(document.querySelector('aside.meter [data-meter=\"requests\"]').textContent) >= 2;",
+            Value::Null,
+        )
+        .await;
+
+    // The README shows this picture; `UPDATE_SCREENSHOTS=1` refreshes it.
+    if std::env::var_os("UPDATE_SCREENSHOTS").is_some_and(|value| value == "1") {
+        let docs = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/launcher.png");
+        fs::copy(&screenshot, &docs).expect("docs/launcher.png can be written");
+    }
+    browser.close().await;
+    launcher.stop().await;
+}
+
+/// A 48×48 PNG: an orange disc on blue.
+const DISC_PNG: &[u8] = b"\x89\x50\x4e\x47\x0d\x0a\x1a\x0a\x00\x00\x00\x0d\x49\x48\x44\x52\
+\x00\x00\x00\x30\x00\x00\x00\x30\x08\x02\x00\x00\x00\xd8\x60\x6e\xd0\x00\x00\x00\x8d\x49\x44\x41\
+\x54\x78\xda\xed\xd8\xb1\x0d\x80\x30\x10\x43\x51\x2f\xc2\x04\xec\xc2\x24\x0c\x4c\xc9\x28\x69\x29\
+\x48\x08\x51\xee\xe4\x48\x5f\xf2\x00\xaf\x3a\x9d\xad\xed\xb8\xac\x22\x40\x80\x00\x3d\x72\x9f\xfb\
+\x6b\xb2\x41\x35\xc7\x14\x99\x82\x28\xc3\x2c\x85\x52\x06\x58\xca\xd1\xf4\x9b\x94\xa6\xe9\x34\x29\
+\x53\xd3\x63\x52\xb2\xe6\xd3\xb4\x0e\x28\x4e\xd3\x36\x2d\x02\x8a\xd6\x34\x4c\x80\x06\x40\x39\x9a\
+\x9a\x09\x10\x20\x40\x80\xb8\xd4\x6b\x82\xf8\x87\xf8\xa9\xe7\x80\xec\x6a\x90\x63\x51\x74\xac\xd2\
+\x8e\x63\x83\xe3\x1c\x63\x3a\x58\x99\x4e\x7a\xac\xb0\x80\x00\xfd\x49\x01\x6f\xea\x2a\xe5\xaa\x6e\
+\x54\x0f\x00\x00\x00\x00\x49\x45\x4e\x44\xae\x42\x60\x82";
+
+/// Joins a room through the page's "join a room" box, and waits until the
+/// page shows that room.
+async fn join(tab: &Tab, room: &str) {
+    tab.type_into("#join-room input[name=room]", room).await;
+    tab.click("#join-room button[type=submit]").await;
+    tab.wait_for(
+        &format!("the page shows #{room}"),
+        "return document.getElementById('feed-title').textContent === 'Latest news in #' + arguments[0] \
+         || document.querySelector('.form-status').textContent;",
+        json!(room),
+    )
+    .await;
+}
+
+/// The titles in the list the page shows (in step 05: the room shown).
+async fn shown_titles(tab: &Tab) -> Vec<String> {
+    let titles = tab
+        .run(
+            "return Array.from(document.querySelectorAll('.items:not([hidden]) > article.item .item-title'), \
+             (title) => title.textContent);",
+            Value::Null,
+        )
+        .await;
+    serde_json::from_value(titles).expect("a list of strings")
+}
+
+/// Waits until the list the page shows has an item titled `title`.
+async fn wait_for_shown_title(tab: &Tab, title: &str) {
+    tab.wait_for(
+        &format!("the room shown lists {title:?}"),
+        "return Array.from(document.querySelectorAll('.items:not([hidden]) > article.item .item-title'))\
+         .some((node) => node.textContent === arguments[0]);",
+        json!(title),
+    )
+    .await;
+}
+
+/// What is posted while the server is down, oldest first.
+const MISSED: [&str; 2] = ["Posted while the page was away", "And once more while away"];
+
+/// Stops the step under the open page, posts into its feed meanwhile, and
+/// starts it again on the same port with the same feed: the page comes
+/// back by itself and shows exactly what it missed, once each, without a
+/// reload and without a reset. Returns the step, running again.
+async fn restart_with_the_same_feed<F, Fut>(tab: &Tab, server: Running, run: F) -> Running
+where
+    F: FnOnce(TcpListener, Feed, Shutdown) -> Fut,
+    Fut: Future<Output = io::Result<()>> + Send + 'static,
+{
+    let (addr, feed) = (server.addr, server.feed.clone());
+    let before = tab.titles().await;
+    tab.mark().await;
+    // Every state the meter's WebSocket row goes through, in order.
+    tab.run(
+        "const state = document.querySelector('aside.meter [data-meter=\"socket\"]'); \
+         window.__socketStates = [state.textContent]; \
+         new MutationObserver(() => window.__socketStates.push(state.textContent)) \
+           .observe(state, { childList: true, characterData: true, subtree: true });",
+        Value::Null,
+    )
+    .await;
+
+    server.stop().await;
+    tab.wait_for(
+        "the meter says the server closed the socket as going away (1001)",
+        "return window.__socketStates.includes('closed (1001)') || window.__socketStates.join(', ');",
+        Value::Null,
+    )
+    .await;
+    for title in MISSED {
+        feed.post(NewPost {
+            title: title.into(),
+            body: "The page was not connected.".into(),
+        });
+    }
+    let server = start_on(addr, feed, run).await;
+
+    tab.wait_for_title(MISSED[1]).await;
+    let mut expected: Vec<String> = MISSED.iter().rev().map(|&title| title.into()).collect();
+    expected.extend(before);
+    assert_eq!(tab.titles().await, expected, "{}", tab.name);
+    assert!(tab.same_page().await, "{} was not reloaded", tab.name);
+    let status = tab
+        .run(
+            "return document.querySelector('.form-status').textContent;",
+            Value::Null,
+        )
+        .await;
+    assert_eq!(status, "", "{}: no reset, no message", tab.name);
+    wait_for_meter(tab, "socket", "open").await;
+    server
+}
+
+/// Stops the step, and starts it again on the same port with a new feed
+/// (as a real restart would: its history was in memory): the page comes
+/// back, cannot resume from its cursor, and shows the new feed instead of
+/// what it had. Then stops the step.
+async fn restart_with_a_new_feed<F, Fut>(tab: &Tab, server: Running, run: F)
+where
+    F: FnOnce(TcpListener, Feed, Shutdown) -> Fut,
+    Fut: Future<Output = io::Result<()>> + Send + 'static,
+{
+    let addr = server.addr;
+    server.stop().await;
+    let fresh = Feed::new(1_000);
+    fresh.post(news::validate("A new feed after the restart", "").expect("a valid post"));
+    let server = start_on(addr, fresh, run).await;
+
+    tab.wait_for(
+        "the list shows the new feed, and only it",
+        "const titles = Array.from(document.querySelectorAll('#items > article.item .item-title'), \
+           (node) => node.textContent); \
+         return titles.length === 1 && titles[0] === arguments[0] || titles.join(' / ');",
+        json!("A new feed after the restart"),
+    )
+    .await;
+    assert!(tab.same_page().await, "{} was not reloaded", tab.name);
+    let status = tab
+        .run(
+            "return document.querySelector('.form-status').textContent;",
+            Value::Null,
+        )
+        .await;
+    // 04 says it of its one feed; 05 names the room.
+    let said = [
+        "The feed was reset: showing the latest news.",
+        "#general was reset: showing its latest news.",
+    ];
+    assert!(
+        said.contains(&status.as_str().unwrap_or("")),
+        "{}: {status}",
+        tab.name
+    );
+    server.stop().await;
+}
+
+/// Starts a step on `addr`, where it ran before it stopped: the open page
+/// knows only that address. (The port is free again as soon as the old
+/// listener is closed; the wait is for the rare case it is not yet.)
+async fn start_on<F, Fut>(addr: SocketAddr, feed: Feed, run: F) -> Running
+where
+    F: FnOnce(TcpListener, Feed, Shutdown) -> Fut,
+    Fut: Future<Output = io::Result<()>> + Send + 'static,
+{
+    let mut listener = None;
+    support::wait_until(&format!("{addr} is free again"), async || {
+        listener = TcpListener::bind(addr).await.ok();
+        listener.is_some()
+    })
+    .await;
+    let listener = listener.expect("bound");
+    let shutdown = Shutdown::new();
+    let task = tokio::spawn(run(listener, feed.clone(), shutdown.clone()));
+    Running {
+        addr,
+        feed,
+        shutdown,
+        task,
+    }
+}
+
+/// The launcher (`cargo run`) on free ports, with steps 01 to 05.
+struct Launcher {
+    /// `http://127.0.0.1:PORT/`, the index.
+    index: String,
+    shutdown: Shutdown,
+    task: tokio::task::JoinHandle<io::Result<()>>,
+}
+
+impl Launcher {
+    async fn start(feed: Feed) -> Launcher {
+        let numbers: Vec<String> = (1..=5).map(|n| n.to_string()).collect();
+        let mut steps = Vec::new();
+        for step in workshop::select(&numbers).expect("steps 1 to 5 exist") {
+            let listener = TcpListener::bind("127.0.0.1:0").await;
+            steps.push((step, listener.expect("a free port on loopback")));
+        }
+        let index = TcpListener::bind("127.0.0.1:0").await;
+        let index = index.expect("a free port on loopback");
+        let url = format!("http://{}/", index.local_addr().expect("an address"));
+        let shutdown = Shutdown::new();
+        let listeners = workshop::Listeners { index, steps };
+        let task = tokio::spawn(workshop::serve(listeners, feed, shutdown.clone()));
+        Launcher {
+            index: url,
+            shutdown,
+            task,
+        }
+    }
+
+    async fn stop(self) {
+        self.shutdown.trigger();
+        let ended = tokio::time::timeout(Duration::from_secs(10), self.task).await;
+        ended
+            .expect("the launcher stops within 10 s")
+            .expect("the launcher did not panic")
+            .expect("the launcher ended cleanly");
+    }
 }

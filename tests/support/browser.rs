@@ -10,6 +10,8 @@
 //! Without chromedriver or Chromium, `Browser::launch` says once why the
 //! browser tests are skipped and returns `None`, and the test returns
 //! early. With `CI=true` it fails instead: CI must not skip them quietly.
+//!
+//! WebDriver itself is a handful of HTTP requests: see `webdriver.rs`.
 
 use std::env;
 use std::ffi::OsStr;
@@ -29,15 +31,11 @@ use std::sync::atomic::Ordering;
 use std::sync::mpsc;
 use std::time::Duration;
 
-use fantoccini::Client;
-use fantoccini::ClientBuilder;
-use fantoccini::Locator;
-use fantoccini::error::CmdError;
-use fantoccini::wd::Capabilities;
-use fantoccini::wd::WindowHandle;
-use hyper_util::client::legacy::connect::HttpConnector;
 use serde_json::Value;
 use serde_json::json;
+
+use super::webdriver;
+use super::webdriver::Session;
 
 /// Chromium must not phone home: there is no network here but loopback,
 /// and a test must not depend on one. Plus: no GPU in CI, no sandbox as
@@ -65,10 +63,10 @@ const START_TIMEOUT: Duration = Duration::from_secs(30);
 /// A headless Chromium of this test's own, and the chromedriver that
 /// drives it.
 pub struct Browser {
-    client: Client,
+    session: Session,
     driver: Driver,
     /// The window the browser opened with, handed out as the first tab.
-    first_window: Option<WindowHandle>,
+    first_window: Option<String>,
 }
 
 /// chromedriver and what it started; ended when dropped.
@@ -108,23 +106,23 @@ impl Browser {
 
         let mut args: Vec<String> = CHROMIUM_FLAGS.iter().map(|&flag| flag.to_owned()).collect();
         args.push(format!("--user-data-dir={}", driver.profile.display()));
-        let mut capabilities = Capabilities::new();
-        capabilities.insert(
-            "goog:chromeOptions".into(),
-            json!({ "binary": chromium, "args": args }),
-        );
-        // An alert stays open, so that a test can see it (and fail).
-        capabilities.insert("unhandledPromptBehavior".into(), json!("ignore"));
-        let mut builder = ClientBuilder::new(HttpConnector::new());
-        builder.capabilities(capabilities);
+        let capabilities = json!({
+            "browserName": "chrome",
+            "goog:chromeOptions": { "binary": chromium, "args": args },
+            // An alert stays open, so that a test can see it (and fail).
+            "unhandledPromptBehavior": "ignore",
+        });
         let webdriver = format!("http://127.0.0.1:{port}");
-        let client = tokio::time::timeout(START_TIMEOUT, builder.connect(&webdriver))
+        let session = tokio::time::timeout(START_TIMEOUT, Session::start(&webdriver, capabilities))
             .await
             .expect("Chromium starts within 30 s")
-            .expect("chromedriver starts a Chromium session");
-        let first_window = client.window().await.expect("a new browser has a window");
+            .unwrap_or_else(|error| panic!("chromedriver starts a Chromium session: {error}"));
+        let first_window = session
+            .window()
+            .await
+            .unwrap_or_else(|error| panic!("a new browser has a window: {error}"));
         Some(Browser {
-            client,
+            session,
             driver,
             first_window: Some(first_window),
         })
@@ -138,23 +136,30 @@ impl Browser {
                 // A second window, as on a participant's screen. Headless,
                 // both count as visible (and CHROMIUM_FLAGS turn off
                 // throttling, should a version think otherwise).
-                let window = self.client.new_window(false).await.expect("a new window");
-                window.handle
+                self.session
+                    .new_window()
+                    .await
+                    .unwrap_or_else(|error| panic!("a new window: {error}"))
             }
         };
         let tab = Tab {
             name,
-            client: self.client.clone(),
+            session: self.session.clone(),
             handle,
+            frame: None,
         };
         tab.focus().await;
-        self.client.goto(url).await.expect("the page loads");
+        self.session
+            .navigate(url)
+            .await
+            .unwrap_or_else(|error| panic!("{name} loads {url}: {error}"));
         tab
     }
 
     /// Ends the WebDriver session (Chromium quits), then chromedriver.
     pub async fn close(self) {
-        self.client.close().await.expect("the browser closes");
+        let ended = self.session.end().await;
+        ended.unwrap_or_else(|error| panic!("the browser closes: {error}"));
         drop(self.driver);
     }
 }
@@ -173,30 +178,60 @@ impl Drop for Driver {
     }
 }
 
-/// One tab (a window, in fact) of a `Browser`, showing a page.
+/// One tab (a window, in fact) of a `Browser`, showing a page; or one
+/// `<iframe>` of that page (see `Tab::frame`).
 ///
-/// WebDriver acts on one window at a time: every method first brings its
-/// tab to the front.
+/// WebDriver acts on one window, and one frame in it, at a time: every
+/// method first brings its tab (and frame) to the front.
 pub struct Tab {
     /// "tab A", "tab B": for failure messages.
     pub name: &'static str,
-    client: Client,
-    handle: WindowHandle,
+    session: Session,
+    handle: String,
+    /// The CSS selector of the `<iframe>` this tab looks into, if any.
+    frame: Option<&'static str>,
 }
 
 impl Tab {
     async fn focus(&self) {
-        self.client
-            .switch_to_window(self.handle.clone())
-            .await
-            .unwrap_or_else(|error| panic!("{} is open: {error}", self.name));
+        let focused = self.try_focus().await;
+        focused.unwrap_or_else(|error| panic!("{} is open: {error}", self.name));
+    }
+
+    async fn try_focus(&self) -> webdriver::Result<()> {
+        // A window switch also leaves any frame: commands act on the
+        // window's top-level page.
+        self.session.switch_to_window(&self.handle).await?;
+        if let Some(css) = self.frame {
+            let frame = self.session.find(css).await?;
+            self.session.switch_to_frame(Some(&frame)).await?;
+        }
+        Ok(())
+    }
+
+    /// The page inside this tab's `<iframe>` matching `css`, as a tab of
+    /// its own (named `name`): its methods act inside the frame.
+    pub fn frame(&self, name: &'static str, css: &'static str) -> Tab {
+        Tab {
+            name,
+            session: self.session.clone(),
+            handle: self.handle.clone(),
+            frame: Some(css),
+        }
+    }
+
+    /// Resizes the tab's window (for a screenshot of a wide page).
+    pub async fn resize(&self, width: u32, height: u32) {
+        self.focus().await;
+        let resized = self.session.set_window_size(width, height).await;
+        resized.unwrap_or_else(|error| panic!("resizing {}: {error}", self.name));
     }
 
     /// Runs `script` (the body of a function; `arguments[0]` is `arg`) in
     /// the page and returns what it returns.
-    pub async fn try_run(&self, script: &str, arg: Value) -> Result<Value, CmdError> {
-        self.focus().await;
-        self.client.execute(script, vec![arg]).await
+    pub async fn try_run(&self, script: &str, arg: Value) -> webdriver::Result<Value> {
+        self.try_focus().await?;
+        self.session.execute(script, vec![arg]).await
     }
 
     /// `try_run`, for scripts that cannot fail on a loaded page.
@@ -216,7 +251,7 @@ impl Tab {
         super::wait_until(&what, async || {
             let answer = self.try_run(script, arg.clone()).await;
             if let Err(error) = &answer
-                && error.is_unexpected_alert_open()
+                && error.is("unexpected alert open")
             {
                 panic!("{what}: the page opened an alert instead ({error})");
             }
@@ -238,26 +273,9 @@ impl Tab {
     /// (step 01 loads a fresh page, later steps clear the form). The title
     /// must not be empty: the browser would not send the form at all.
     pub async fn post(&self, title: &str, body: &str) {
-        self.focus().await;
-        let field = |css| self.client.find(Locator::Css(css));
-        field("form.post-form #title")
-            .await
-            .expect("a title field")
-            .send_keys(title)
-            .await
-            .expect("typing a title");
-        field("form.post-form #body")
-            .await
-            .expect("a text field")
-            .send_keys(body)
-            .await
-            .expect("typing a text");
-        field("form.post-form button[type=submit]")
-            .await
-            .expect("a Post button")
-            .click()
-            .await
-            .expect("pressing Post");
+        self.type_into("form.post-form #title", title).await;
+        self.type_into("form.post-form #body", body).await;
+        self.click("form.post-form button[type=submit]").await;
         // Until then, what the form says (a message beside a field?) shows
         // in the output of a failed test.
         self.wait_for(
@@ -270,6 +288,27 @@ impl Tab {
             Value::Null,
         )
         .await;
+    }
+
+    /// Types `text` into the field matching `css` (for a file input: the
+    /// absolute path of the file to choose).
+    pub async fn type_into(&self, css: &str, text: &str) {
+        self.focus().await;
+        let name = self.name;
+        let field = self.session.find(css).await;
+        let field = field.unwrap_or_else(|error| panic!("{name} has no {css}: {error}"));
+        let typed = field.send_keys(text).await;
+        typed.unwrap_or_else(|error| panic!("typing into {css} in {name}: {error}"));
+    }
+
+    /// Clicks the element matching `css`.
+    pub async fn click(&self, css: &str) {
+        self.focus().await;
+        let name = self.name;
+        let element = self.session.find(css).await;
+        let element = element.unwrap_or_else(|error| panic!("{name} has no {css}: {error}"));
+        let clicked = element.click().await;
+        clicked.unwrap_or_else(|error| panic!("clicking {css} in {name}: {error}"));
     }
 
     /// The titles in the list, top to bottom, as a person reads them.
@@ -298,7 +337,8 @@ impl Tab {
     /// Reloads the page, as the browser's Reload button does.
     pub async fn reload(&self) {
         self.focus().await;
-        self.client.refresh().await.expect("the page reloads");
+        let reloaded = self.session.refresh().await;
+        reloaded.unwrap_or_else(|error| panic!("{} reloads: {error}", self.name));
     }
 
     /// Leaves a mark in the page's `window`. A reload or a navigation wipes
@@ -318,9 +358,9 @@ impl Tab {
     /// The text of the alert the page opened, if one is open.
     pub async fn alert(&self) -> Option<String> {
         self.focus().await;
-        match self.client.get_alert_text().await {
+        match self.session.alert_text().await {
             Ok(text) => Some(text),
-            Err(error) if error.is_no_such_alert() => None,
+            Err(error) if error.is("no such alert") => None,
             Err(error) => panic!("asking {} for an alert: {error}", self.name),
         }
     }
@@ -342,19 +382,32 @@ impl Tab {
         else {
             panic!("{} has no network meter", self.name);
         };
+        let socket = self
+            .run(
+                "const row = document.querySelector('aside.meter [data-meter-socket]'); \
+                 return row && !row.hidden ? row.querySelector('[data-meter=\"socket\"]').textContent : null;",
+                Value::Null,
+            )
+            .await;
         Meter {
             requests,
             empty,
             bytes,
             frames,
             latency,
+            socket: socket.as_str().map(str::to_owned),
         }
     }
 
     /// Saves what the tab shows as `target/screenshots/{name}.png`.
     pub async fn screenshot(&self, name: &str) -> PathBuf {
         self.focus().await;
-        let png = self.client.screenshot().await.expect("a screenshot");
+        let png = self.session.screenshot().await;
+        let png = png.unwrap_or_else(|error| panic!("a screenshot of {}: {error}", self.name));
+        assert!(
+            png.starts_with(b"\x89PNG\r\n\x1a\n"),
+            "a screenshot is a PNG"
+        );
         let dir = target_dir().join("screenshots");
         fs::create_dir_all(&dir).expect("target/screenshots can be created");
         let path = dir.join(format!("{name}.png"));
@@ -371,6 +424,9 @@ pub struct Meter {
     pub bytes: String,
     pub frames: String,
     pub latency: String,
+    /// "WebSocket": `open`, `closed (1001)`...; `None` while the page has
+    /// opened no socket (the row is hidden).
+    pub socket: Option<String>,
 }
 
 impl Meter {

@@ -613,7 +613,9 @@ impl Rooms {
             feed,
             members: watch::Sender::new(0),
             attachments: Mutex::default(),
-            frames: EncodeOnce::new(64),
+            // As many frames as a socket may be behind the newest item: in
+            // a burst, the slowest member still finds every frame encoded.
+            frames: EncodeOnce::new(shared::feed::PUSH_BUFFER),
             _forwarding: forwarding,
         });
         tokio::spawn(forward_to_admins(
@@ -952,6 +954,10 @@ async fn serve_rooms(
     let mut heartbeat =
         tokio::time::interval_at(tokio::time::Instant::now() + ping_every, ping_every);
     let mut heard = Instant::now();
+    // Made once, not at every turn of the loop: each new wait signs up with
+    // the shutdown signal, and thousands of sockets signing up again for
+    // every item they send would queue on its lock.
+    let mut stopping = std::pin::pin!(app.shutdown.wait());
     loop {
         tokio::select! {
             incoming = socket.next() => {
@@ -1014,7 +1020,7 @@ async fn serve_rooms(
                     return ending;
                 }
             }
-            () = app.shutdown.wait() => return Ending::Close(CloseCode::Away, "the server is stopping"),
+            () = &mut stopping => return Ending::Close(CloseCode::Away, "the server is stopping"),
         }
     }
 }
@@ -1286,6 +1292,10 @@ async fn serve_admin(
     let mut heartbeat =
         tokio::time::interval_at(tokio::time::Instant::now() + ping_every, ping_every);
     let mut heard = Instant::now();
+    // Made once, not at every turn of the loop: each new wait signs up with
+    // the shutdown signal, and thousands of sockets signing up again for
+    // every item they send would queue on its lock.
+    let mut stopping = std::pin::pin!(app.shutdown.wait());
     loop {
         let frames = tokio::select! {
             incoming = socket.next() => {
@@ -1324,7 +1334,7 @@ async fn serve_admin(
                 }
                 vec![Message::Ping(Bytes::new())]
             }
-            () = app.shutdown.wait() => return Ending::Close(CloseCode::Away, "the server is stopping"),
+            () = &mut stopping => return Ending::Close(CloseCode::Away, "the server is stopping"),
         };
         if let Err(ending) = send_all(socket, frames).await {
             return ending;

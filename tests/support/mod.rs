@@ -6,6 +6,8 @@
 
 pub mod api;
 pub mod browser;
+pub mod redis_server;
+pub mod webdriver;
 pub mod ws;
 
 use std::future::Future;

@@ -14,6 +14,14 @@
 //!
 //! Latencies are from the moment a POST went out to the moment a page
 //! parsed the item, over every delivery of the phase.
+//!
+//! Step 05's pages stay in `general`, where `POST /news` lands: the same
+//! run as 04's, with rooms around it. Step 06 runs as two servers sharing
+//! one Redis: the pages are shared out over both, every post goes to the
+//! first, and every page on either must get every item once, in order.
+//! Memory per page is then per server (its pages only); CPU and peak RSS
+//! add both servers up (Redis itself is not counted). When 05 runs,
+//! [`crate::isolation`] follows: rooms kept apart.
 
 use std::time::Duration;
 use std::time::Instant;
@@ -26,14 +34,13 @@ use crate::report::Bar;
 use crate::report::Panel;
 use crate::report::Spread;
 use crate::server;
-use crate::server::Server;
+use crate::server::Deployment;
 use crate::server::Usage;
 use crate::swarm;
 use crate::swarm::Pages;
 use crate::swarm::Posted;
 use crate::swarm::Poster;
 use crate::swarm::Swarm;
-use crate::wire::Target;
 
 #[derive(clap::Args, Clone, Debug)]
 pub struct Options {
@@ -41,7 +48,7 @@ pub struct Options {
     #[arg(long, value_delimiter = ',', default_values = ["1000", "5000", "10000"])]
     pub sizes: Vec<usize>,
     /// Which eras to run, for example `--eras 04`.
-    #[arg(long, value_delimiter = ',', default_values = ["03", "04"])]
+    #[arg(long, value_delimiter = ',', default_values = ["03", "04", "05", "06"])]
     pub eras: Vec<Era>,
     /// How many single posts, each fanned out to all pages in turn.
     #[arg(long, default_value_t = 5)]
@@ -55,6 +62,12 @@ pub struct Options {
     /// Items in the burst.
     #[arg(long, default_value_t = 200)]
     pub burst: usize,
+    /// 05's isolation check: how many rooms (0 skips it)...
+    #[arg(long, default_value_t = 100)]
+    pub rooms: usize,
+    /// ...and how many pages in each.
+    #[arg(long, default_value_t = 50)]
+    pub members: usize,
 }
 
 /// What one era did with N pages.
@@ -63,6 +76,8 @@ pub struct Row {
     pub pages: usize,
     /// Server memory per waiting page.
     pub rss_per_page: f64,
+    /// The same, server by server (06 has two).
+    pub rss_per_instance: Vec<f64>,
     /// One post to all.
     pub single: Spread,
     /// `rate` posts per second.
@@ -74,7 +89,13 @@ pub struct Row {
     pub pages_cpu: Duration,
 }
 
-pub async fn run(options: &Options, fd_limit: u64) -> Result<Vec<Row>, String> {
+/// What a run found: a row per era and size, and 05's isolation check.
+pub struct Outcome {
+    pub rows: Vec<Row>,
+    pub isolation: Option<crate::isolation::Row>,
+}
+
+pub async fn run(options: &Options, fd_limit: u64) -> Result<Outcome, String> {
     if options.singles == 0 || options.burst == 0 || options.rate <= 0.0 || options.seconds <= 0.0 {
         return Err("--singles, --burst, --rate and --seconds must be more than zero".into());
     }
@@ -91,72 +112,105 @@ pub async fn run(options: &Options, fd_limit: u64) -> Result<Vec<Row>, String> {
                 continue;
             }
             eprintln!("capacity: {}: {pages} pages", era.label());
-            rows.push(one(era, pages, options).await?);
+            rows.extend(one(era, pages, options).await?);
         }
     }
-    Ok(rows)
+    let mut isolation = None;
+    if options.eras.contains(&Era::Rooms) && options.rooms > 0 && options.members > 0 {
+        let pages = options.rooms * options.members;
+        if pages as u64 + options.rooms as u64 + 64 > fd_limit {
+            eprintln!(
+                "capacity: skipping the isolation check ({pages} pages): the open-file limit is {fd_limit}"
+            );
+        } else {
+            eprintln!(
+                "capacity: 05 Rooms: {} rooms of {} pages",
+                options.rooms, options.members
+            );
+            isolation = Some(crate::isolation::run(options.rooms, options.members).await?);
+        }
+    }
+    Ok(Outcome { rows, isolation })
 }
 
-async fn one(era: Era, pages: usize, options: &Options) -> Result<Row, String> {
+async fn one(era: Era, pages: usize, options: &Options) -> Result<Option<Row>, String> {
     let steady_posts = ((options.rate * options.seconds).round() as usize).max(1);
     let total_posts = options.singles + steady_posts + options.burst;
     let flags = StepFlags {
         history: total_posts.max(shared::feed::DEFAULT_CAPACITY),
         interval_ms: xhr_polling::DEFAULT_INTERVAL_MS,
         max_parked: long_polling::DEFAULT_MAX_PARKED.max(pages + 64),
+        redis: None,
     };
-    let server = Server::start(era, &era.flags(&flags)).await?;
-    let target = Target::new(server.addr);
-    let cursor = swarm::page_cursor(&target).await?;
+    let interval = Duration::from_millis(flags.interval_ms);
+    let Some(servers) = Deployment::start(era, flags).await? else {
+        return Ok(None);
+    };
+    // Pages are shared out over the servers (06 has two); posts go to the
+    // first.
+    let targets = servers.targets();
+    let target = &targets[0];
+    let cursors = swarm::page_cursors(&targets).await?;
     tokio::time::sleep(Duration::from_millis(200)).await;
-    let before = server.usage()?;
+    let before_each = servers.usage()?;
+    let before = Usage::total(&before_each);
     let bench_before = bench_usage()?;
     let (machine_before, started) = (server::machine_busy(), Instant::now());
 
     // 1. Idle pages.
     let swarm = Swarm::start(
-        &target,
+        &targets,
         &Pages {
             era,
             count: pages,
-            cursor,
-            interval: Duration::from_millis(flags.interval_ms),
+            cursors,
+            interval,
             items: total_posts,
+            rooms: 0,
         },
     );
     let patience = Duration::from_secs(30) + Duration::from_millis(pages as u64 * 5);
     swarm.ready(patience).await?;
-    era.settle(&target, pages, patience).await?;
+    era.settle(target, pages, patience).await?;
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let idle = server.usage()?;
+    let idle_each = servers.usage()?;
+    let idle = Usage::total(&idle_each);
     let rss_per_page = idle.rss.saturating_sub(before.rss) as f64 / pages as f64;
+    let instances = targets.len();
+    let rss_per_instance = (before_each.iter().zip(&idle_each).enumerate())
+        .map(|(number, (before, idle))| {
+            // Page i went to server i % instances.
+            let own = (pages + instances - 1 - number) / instances;
+            idle.rss.saturating_sub(before.rss) as f64 / own.max(1) as f64
+        })
+        .collect();
 
     let mut all: Vec<Posted> = Vec::new();
     let phases = async {
         // 2. One post at a time. (Posters connect just before their phase:
         // the server closes keep-alive connections idle for 30 s.)
-        let poster = Poster::connect(&target, 1).await?;
+        let poster = Poster::connect(target, 1).await?;
         let mut singles = Vec::new();
         for number in 0..options.singles {
             let post = poster.post(number).await?;
             singles.push(post);
             all.push(post);
             swarm.reached(post.id, patience).await?;
-            era.settle(&target, pages, patience).await?;
+            era.settle(target, pages, patience).await?;
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
 
         // 3. A steady rate.
-        let poster = Poster::connect(&target, 4).await?;
+        let poster = Poster::connect(target, 4).await?;
         let steady = poster.steady(steady_posts, options.rate).await?;
         all.extend(&steady);
         swarm.reached(last(&steady), patience).await?;
-        era.settle(&target, pages, patience).await?;
+        era.settle(target, pages, patience).await?;
         tokio::time::sleep(Duration::from_millis(100)).await;
 
         // 4. A burst: as many people posting at the same moment, each on a
         // connection of their own.
-        let poster = Poster::connect(&target, options.burst).await?;
+        let poster = Poster::connect(target, options.burst).await?;
         let burst = poster.burst(options.burst).await?;
         all.extend(&burst);
         swarm.reached(last(&burst), patience).await?;
@@ -164,7 +218,7 @@ async fn one(era: Era, pages: usize, options: &Options) -> Result<Row, String> {
     }
     .await;
     let logs = swarm.stop().await?;
-    let after = server.usage()?;
+    let after = Usage::total(&servers.usage()?);
     let bench_after = bench_usage()?;
     server::warn_if_busy(
         &format!("{} with {pages} pages", era.label()),
@@ -172,7 +226,7 @@ async fn one(era: Era, pages: usize, options: &Options) -> Result<Row, String> {
         after.cpu.saturating_sub(before.cpu) + bench_after.cpu.saturating_sub(bench_before.cpu),
         started.elapsed(),
     );
-    drop(server);
+    drop(servers);
 
     all.sort_by_key(|post| post.id);
     let ids: Vec<u64> = all.iter().map(|post| post.id).collect();
@@ -185,22 +239,23 @@ async fn one(era: Era, pages: usize, options: &Options) -> Result<Row, String> {
         (Some(first), Some(last)) => last.saturating_duration_since(first),
         _ => Duration::ZERO,
     };
-    Ok(Row {
+    Ok(Some(Row {
         era,
         pages,
         rss_per_page,
+        rss_per_instance,
         single: Spread::of(swarm::latencies(&logs, &singles)),
         steady: Spread::of(swarm::latencies(&logs, &steady)),
         burst_per_second: (pages * burst.len()) as f64 / burst_time.as_secs_f64().max(1e-9),
         cpu: after.cpu.saturating_sub(before.cpu),
         peak_rss: after.peak_rss,
         pages_cpu: bench_after.cpu.saturating_sub(bench_before.cpu),
-    })
+    }))
 }
 
 /// The bench's own usage: the simulated pages share the machine with the
 /// server, and this says how much of it they took.
-fn bench_usage() -> Result<Usage, String> {
+pub fn bench_usage() -> Result<Usage, String> {
     Usage::of(std::process::id()).map_err(|error| format!("cannot read /proc/self: {error}"))
 }
 
@@ -210,7 +265,8 @@ fn last(posts: &[Posted]) -> u64 {
 
 /// The Markdown table and the targets on stdout, the chart under
 /// `target/bench/`.
-pub fn report(options: &Options, rows: &[Row], chart_name: &str) -> Result<String, String> {
+pub fn report(options: &Options, outcome: &Outcome, chart_name: &str) -> Result<String, String> {
+    let rows = &outcome.rows;
     println!(
         "\n### How far one server goes: idle pages, then {} single posts, {}/s for {} s, a burst of {}\n",
         options.singles, options.rate, options.seconds, options.burst
@@ -221,7 +277,10 @@ pub fn report(options: &Options, rows: &[Row], chart_name: &str) -> Result<Strin
             vec![
                 row.era.label(),
                 report::thousands(row.pages as u64),
-                report::bytes(row.rss_per_page),
+                (row.rss_per_instance.iter())
+                    .map(|rss| report::bytes(*rss))
+                    .collect::<Vec<_>>()
+                    .join(" / "),
                 row.single.triple(),
                 row.steady.triple(),
                 report::thousands(row.burst_per_second.round() as u64),
@@ -251,11 +310,20 @@ pub fn report(options: &Options, rows: &[Row], chart_name: &str) -> Result<Strin
     println!(
         "\nEvery page got every item exactly once, in order. CPU times cover the whole run, \
          from the first page connecting to the last one closing; the pages run in the bench's \
-         own process, on the same cores as the server."
+         own process, on the same cores as the server. 06 runs as two servers sharing one \
+         Redis, with the pages shared out over both and every post sent to the first: its \
+         memory per page is given per server; its CPU and peak RSS add both up (Redis's own \
+         are not counted)."
     );
-    let verdicts = targets(options, rows);
+    if let Some(isolation) = &outcome.isolation {
+        crate::isolation::report(isolation);
+    }
+    let mut verdicts = targets(options, rows);
+    if let Some(isolation) = &outcome.isolation {
+        verdicts.push(crate::isolation::verdict(isolation));
+    }
     if !verdicts.is_empty() {
-        println!("\nTargets of issue 8 (2-core machine, server and pages on it):\n");
+        println!("\nTargets of issues 8 and 9 (2-core machine, server and pages on it):\n");
         for verdict in verdicts {
             println!("- {verdict}");
         }
@@ -326,9 +394,11 @@ fn targets(options: &Options, rows: &[Row]) -> Vec<String> {
             report::thousands(row.pages as u64)
         );
         let (rss_limit, kind) = match row.era {
-            Era::WebSocket => (8.0 * 1024.0, "idle WebSocket"),
+            Era::WebSocket | Era::Rooms => (8.0 * 1024.0, "idle WebSocket"),
             Era::LongPolling => (16.0 * 1024.0, "parked long poll"),
-            Era::XhrPolling => continue,
+            // 06's targets are 05's, but its memory and CPU are those of
+            // two servers and a Redis: its figures are reported, not judged.
+            Era::XhrPolling | Era::Redis => continue,
         };
         verdicts.push(format!(
             "{who}: {} per {kind} (at most {}): {}",
@@ -336,14 +406,15 @@ fn targets(options: &Options, rows: &[Row]) -> Vec<String> {
             report::bytes(rss_limit),
             mark(row.rss_per_page <= rss_limit)
         ));
-        if row.era == Era::WebSocket && row.pages == 1_000 && options.burst == 200 {
+        let websocket = matches!(row.era, Era::WebSocket | Era::Rooms);
+        if websocket && row.pages == 1_000 && options.burst == 200 {
             verdicts.push(format!(
                 "{who}: burst of 200 at {} deliveries/s (at least 1,000,000): {}",
                 report::thousands(row.burst_per_second.round() as u64),
                 mark(row.burst_per_second >= 1_000_000.0)
             ));
         }
-        if row.era == Era::WebSocket && row.pages == 5_000 && options.rate == 20.0 {
+        if websocket && row.pages == 5_000 && options.rate == 20.0 {
             verdicts.push(format!(
                 "{who}: 20 posts/s, p99 {} (at most 60 ms): {}",
                 report::millis(row.steady.p99),

@@ -13,23 +13,29 @@
 //! and stops when told to. An error ends the page and fails the run: a
 //! browser would retry, but a benchmark that needs retries has found a bug.
 //!
-//! Step 05 will add a variant to [`Era`] (with its `serve-05` command in
-//! `main.rs`) and a `rooms` function beside these: `/ws` again,
-//! `{"type":"join","room":R}` until `joined`, then
-//! `{"type":"news","room":R,"item":{...}}`, failing on an item from a room
-//! the page did not join. [`Client`] then needs the page's room (one room
-//! of N for `capacity`, 100 rooms of 50 for the isolation check), and the
-//! poster the room to post to.
+//! - 05 and 06 open `/ws` too, and speak the rooms protocol of
+//!   `/rooms.js`: the socket starts in `general`, whose `joined` carries
+//!   what came after the cursor, then `{"type":"news","room":R,"item":{...}}`
+//!   per item. A page given a room of its own (the isolation check of
+//!   `capacity`) sends `{"type":"join","room":R}`, waits for its `joined`,
+//!   then `leave`s `general`, so that it is in that one room only. A `news`
+//!   from a room the page is not in fails the page at once.
+//!
+//! To add an era: a variant of [`Era`] (and its `serve-NN` command in
+//! `main.rs`), its flags in [`Era::flags`], and a page function here.
 
 use std::sync::Arc;
 use std::time::Duration;
 use std::time::Instant;
 
+use futures_util::SinkExt;
 use futures_util::StreamExt;
 use hyper::StatusCode;
 use hyper::header;
 use serde::Deserialize;
+use tokio::net::TcpStream;
 use tokio::sync::oneshot;
+use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
@@ -52,10 +58,28 @@ pub enum Era {
     /// 04: one WebSocket, the server pushes.
     #[value(name = "04")]
     WebSocket,
+    /// 05: one WebSocket, many rooms.
+    #[value(name = "05")]
+    Rooms,
+    /// 06: step 05's rooms in Redis, two servers at once.
+    #[value(name = "06")]
+    Redis,
 }
 
 impl Era {
-    pub const ALL: [Era; 3] = [Era::XhrPolling, Era::LongPolling, Era::WebSocket];
+    pub const ALL: [Era; 5] = [
+        Era::XhrPolling,
+        Era::LongPolling,
+        Era::WebSocket,
+        Era::Rooms,
+        Era::Redis,
+    ];
+
+    /// How many servers of the step a run starts: step 06 is about more
+    /// than one, so it gets two, sharing one Redis.
+    pub fn instances(self) -> usize {
+        if self == Era::Redis { 2 } else { 1 }
+    }
 
     /// The step's folder and binary name.
     pub fn slug(self) -> &'static str {
@@ -78,6 +102,8 @@ impl Era {
             Era::XhrPolling => xhr_polling::STEP,
             Era::LongPolling => long_polling::STEP,
             Era::WebSocket => websocket::STEP,
+            Era::Rooms => rooms::STEP,
+            Era::Redis => redis_rooms::STEP,
         }
     }
 
@@ -87,6 +113,8 @@ impl Era {
             Era::XhrPolling => "serve-02",
             Era::LongPolling => "serve-03",
             Era::WebSocket => "serve-04",
+            Era::Rooms => "serve-05",
+            Era::Redis => "serve-06",
         }
     }
 
@@ -97,7 +125,14 @@ impl Era {
             Era::XhrPolling => args.extend(["--interval".into(), flags.interval_ms.to_string()]),
             Era::LongPolling => args.extend(["--max-parked".into(), flags.max_parked.to_string()]),
             // The default heartbeat (a ping every 20 s) is part of the era.
-            Era::WebSocket => {}
+            Era::WebSocket | Era::Rooms => {}
+            Era::Redis => {
+                let (url, prefix) = flags
+                    .redis
+                    .clone()
+                    .expect("a run of 06 starts a Redis first");
+                args.extend(["--redis".into(), url, "--redis-prefix".into(), prefix]);
+            }
         }
         args
     }
@@ -108,6 +143,7 @@ impl Era {
             Era::XhrPolling => polling(client, stop).await,
             Era::LongPolling => long_polling(client, stop).await,
             Era::WebSocket => websocket(client, stop).await,
+            Era::Rooms | Era::Redis => rooms(client, stop).await,
         }
     }
 
@@ -147,6 +183,8 @@ pub struct StepFlags {
     pub interval_ms: u64,
     /// 03: how many long polls may wait at once.
     pub max_parked: usize,
+    /// 06: the Redis URL and a key prefix of this run's own.
+    pub redis: Option<(String, String)>,
 }
 
 /// Step 03's `/stats`, the part the bench reads.
@@ -176,6 +214,9 @@ pub struct Client {
     pub first_wait: Duration,
     /// How many items the page will get, to make room for their records.
     pub items: usize,
+    /// 05 and 06: the one room this page is in instead of `general`, for
+    /// the isolation check; `None` for a page that stays in `general`.
+    pub room: Option<Arc<str>>,
 }
 
 /// What one page saw.
@@ -255,7 +296,8 @@ struct Batch {
     reset: bool,
 }
 
-/// Any message on `/ws` (04): `snapshot` has `items`, `news` has `item`.
+/// Any message on `/ws`: `snapshot` (04) and `joined` (05) have `items`,
+/// `news` has `item`; in 05 each names its `room`.
 #[derive(Deserialize)]
 struct Frame<'a> {
     #[serde(rename = "type", borrow)]
@@ -265,6 +307,11 @@ struct Frame<'a> {
     item: Option<Id>,
     #[serde(default)]
     reset: bool,
+    #[serde(borrow)]
+    room: Option<&'a str>,
+    cursor: Option<u64>,
+    #[serde(rename = "ref")]
+    reference: Option<u64>,
 }
 
 /// Step 02: ask every interval; `304 Not Modified` while nothing changed.
@@ -349,37 +396,12 @@ async fn websocket(client: Client, mut stop: Stop) -> ClientLog {
     let result = async {
         let mut socket = {
             let _permit = client.crowd.connecting().await;
-            let stream = wire::connect(&client.target, &page.log.tally).await?;
-            let url = format!("ws://{}/ws?since={}", client.target.addr, client.cursor);
-            let mut request = url
-                .into_client_request()
-                .expect("a ws:// URL with an address is valid");
-            // The server refuses a handshake from another site's page.
-            request
-                .headers_mut()
-                .insert(header::ORIGIN, client.target.origin.clone());
-            page.log.tally.count_request();
-            let (socket, _response) =
-                tokio_tungstenite::client_async_with_config(request, stream, Some(socket_config()))
-                    .await
-                    .map_err(|error| format!("WebSocket handshake failed: {error}"))?;
-            socket
+            open_socket(&client.target, client.cursor, &page.log.tally).await?
         };
         loop {
-            let message = tokio::select! {
-                message = socket.next() => message,
+            let text = tokio::select! {
+                text = next_text(&mut socket) => text?,
                 _ = &mut stop => return Ok(()),
-            };
-            let text = match message {
-                Some(Ok(Message::Text(text))) => text,
-                // tungstenite answers pings by itself.
-                Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
-                Some(Ok(Message::Close(frame))) => {
-                    return Err(format!("the server closed the socket: {frame:?}"));
-                }
-                Some(Ok(other)) => return Err(format!("unexpected message: {other:?}")),
-                Some(Err(error)) => return Err(format!("the socket broke: {error}")),
-                None => return Err("the socket ended".to_string()),
             };
             let frame: Frame = parse(text.as_bytes())?;
             match frame.kind {
@@ -397,6 +419,197 @@ async fn websocket(client: Client, mut stop: Stop) -> ClientLog {
     }
     .await;
     page.end(result)
+}
+
+/// Steps 05 and 06: one socket, in `general` from the start; or, for the
+/// isolation check, in one room of its own and nothing else.
+async fn rooms(client: Client, mut stop: Stop) -> ClientLog {
+    let mut page = Page::new(&client);
+    let result = async {
+        let mut socket = {
+            let _permit = client.crowd.connecting().await;
+            open_socket(&client.target, client.cursor, &page.log.tally).await?
+        };
+        // The one room whose news this page may get: `general` until it has
+        // joined its own, which it then keeps alone.
+        let mut room: &str = "general";
+        loop {
+            let text = tokio::select! {
+                text = next_text(&mut socket) => text?,
+                _ = &mut stop => return Ok(()),
+            };
+            let frame: Frame = parse(text.as_bytes())?;
+            let from = frame.room.unwrap_or_default();
+            match frame.kind {
+                // Every socket is put in `general` first.
+                "joined" if from == "general" && room == "general" => {
+                    page.show(&frame.items, frame.reset);
+                    match &client.room {
+                        None => page.ready(),
+                        Some(own) => {
+                            let join = serde_json::json!({"type": "join", "ref": 1, "room": own});
+                            send_text(&mut socket, join.to_string()).await?;
+                        }
+                    }
+                }
+                // Its own room: from here on, the ids are that room's.
+                "joined" if Some(from) == client.room.as_deref() => {
+                    page.newest = frame.cursor.unwrap_or_default();
+                    page.show(&frame.items, frame.reset);
+                    room = client.room.as_deref().expect("checked");
+                    let leave = serde_json::json!({"type": "leave", "ref": 2, "room": "general"});
+                    send_text(&mut socket, leave.to_string()).await?;
+                }
+                "left" if from == "general" && frame.reference == Some(2) => page.ready(),
+                "news" if from != room => {
+                    return Err(format!(
+                        "news of room {from:?} reached a page that is only in {room:?}"
+                    ));
+                }
+                "news" => match frame.item {
+                    Some(item) => page.show(&[item], false),
+                    None => return Err("a news frame without an item".to_string()),
+                },
+                // Members counts go out whenever someone joins or leaves.
+                "presence" => {}
+                _ => return Err(format!("unexpected message: {text}")),
+            }
+        }
+    }
+    .await;
+    page.end(result)
+}
+
+/// A socket that posts to one room, as the page does with
+/// `rooms.emit("post", ...)`: it joins the room, leaves `general`, and
+/// posts with a `ref` whose `posted` answer carries the item's id.
+pub struct RoomPoster {
+    socket: WebSocketStream<wire::Counted<TcpStream>>,
+    room: Arc<str>,
+    next_ref: u64,
+}
+
+impl RoomPoster {
+    pub async fn connect(target: &Target, room: Arc<str>) -> Result<RoomPoster, String> {
+        let mut socket = open_socket(target, 0, &Arc::default()).await?;
+        let join = serde_json::json!({"type": "join", "ref": 1, "room": &*room});
+        send_text(&mut socket, join.to_string()).await?;
+        let leave = serde_json::json!({"type": "leave", "ref": 2, "room": "general"});
+        send_text(&mut socket, leave.to_string()).await?;
+        let mut poster = RoomPoster {
+            socket,
+            room,
+            next_ref: 3,
+        };
+        poster.answer(2, "left").await?;
+        Ok(poster)
+    }
+
+    /// Sends `count` posts one after the other without waiting, then
+    /// waits for every `posted`. Each post's latency counts from the moment
+    /// it was sent.
+    pub async fn post(&mut self, count: usize) -> Result<Vec<crate::swarm::Posted>, String> {
+        let mut sent = Vec::with_capacity(count);
+        for _ in 0..count {
+            let reference = self.next_ref;
+            self.next_ref += 1;
+            let post = serde_json::json!({
+                "type": "post",
+                "ref": reference,
+                "room": &*self.room,
+                "title": format!("Item {reference} of {}", self.room),
+                "body": crate::swarm::BODY,
+            });
+            sent.push((reference, Instant::now()));
+            send_text(&mut self.socket, post.to_string()).await?;
+        }
+        let mut posted = Vec::with_capacity(count);
+        for (reference, at) in sent {
+            let id = self.answer(reference, "posted").await?;
+            posted.push(crate::swarm::Posted { id, sent: at });
+        }
+        Ok(posted)
+    }
+
+    /// Reads until the answer to `reference`, skipping the room's news and
+    /// presence; `posted` gives the id.
+    async fn answer(&mut self, reference: u64, kind: &str) -> Result<u64, String> {
+        let limit = Duration::from_secs(30);
+        loop {
+            let text = tokio::time::timeout(limit, next_text(&mut self.socket))
+                .await
+                .map_err(|_| format!("no {kind} for ref {reference} within {limit:?}"))??;
+            #[derive(Deserialize)]
+            struct Answer {
+                #[serde(rename = "type")]
+                kind: String,
+                #[serde(rename = "ref")]
+                reference: Option<u64>,
+                id: Option<u64>,
+            }
+            let answer: Answer = parse(text.as_bytes())?;
+            if answer.reference != Some(reference) {
+                continue;
+            }
+            if answer.kind != kind {
+                return Err(format!("{kind} expected for ref {reference}: {text}"));
+            }
+            return Ok(answer.id.unwrap_or_default());
+        }
+    }
+}
+
+/// Opens `/ws?since=CURSOR` with the page's `Origin`, as `new WebSocket`
+/// does, with the handshake counted as a request.
+async fn open_socket(
+    target: &Target,
+    cursor: u64,
+    tally: &Arc<Tally>,
+) -> Result<WebSocketStream<wire::Counted<TcpStream>>, String> {
+    let stream = wire::connect(target, tally).await?;
+    let url = format!("ws://{}/ws?since={cursor}", target.addr);
+    let mut request = url
+        .into_client_request()
+        .expect("a ws:// URL with an address is valid");
+    // The server refuses a handshake from another site's page.
+    request
+        .headers_mut()
+        .insert(header::ORIGIN, target.origin.clone());
+    tally.count_request();
+    let (socket, _response) =
+        tokio_tungstenite::client_async_with_config(request, stream, Some(socket_config()))
+            .await
+            .map_err(|error| format!("WebSocket handshake failed: {error}"))?;
+    Ok(socket)
+}
+
+/// The next text message; control frames are skipped (tungstenite answers
+/// pings by itself), anything else ends the page.
+async fn next_text(
+    socket: &mut WebSocketStream<wire::Counted<TcpStream>>,
+) -> Result<tokio_tungstenite::tungstenite::Utf8Bytes, String> {
+    loop {
+        match socket.next().await {
+            Some(Ok(Message::Text(text))) => return Ok(text),
+            Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
+            Some(Ok(Message::Close(frame))) => {
+                return Err(format!("the server closed the socket: {frame:?}"));
+            }
+            Some(Ok(other)) => return Err(format!("unexpected message: {other:?}")),
+            Some(Err(error)) => return Err(format!("the socket broke: {error}")),
+            None => return Err("the socket ended".to_string()),
+        }
+    }
+}
+
+async fn send_text(
+    socket: &mut WebSocketStream<wire::Counted<TcpStream>>,
+    text: String,
+) -> Result<(), String> {
+    socket
+        .send(Message::text(text))
+        .await
+        .map_err(|error| format!("cannot send on the socket: {error}"))
 }
 
 /// A browser reads a socket through a buffer of its own; ours is small so

@@ -17,13 +17,12 @@ use crate::report::Bar;
 use crate::report::Panel;
 use crate::report::Spread;
 use crate::server;
-use crate::server::Server;
+use crate::server::Deployment;
 use crate::server::Usage;
 use crate::swarm;
 use crate::swarm::Pages;
 use crate::swarm::Poster;
 use crate::swarm::Swarm;
-use crate::wire::Target;
 
 #[derive(clap::Args, Clone, Debug)]
 pub struct Options {
@@ -40,7 +39,7 @@ pub struct Options {
     #[arg(long, default_value_t = xhr_polling::DEFAULT_INTERVAL_MS)]
     pub interval: u64,
     /// Which eras to run, for example `--eras 03,04`.
-    #[arg(long, value_delimiter = ',', default_values = ["02", "03", "04"])]
+    #[arg(long, value_delimiter = ',', default_values = ["02", "03", "04", "05"])]
     pub eras: Vec<Era>,
 }
 
@@ -69,38 +68,45 @@ pub async fn run(options: &Options) -> Result<Vec<Row>, String> {
             options.posts,
             options.rate
         );
-        rows.push(one(era, options).await?);
+        rows.extend(one(era, options).await?);
     }
     Ok(rows)
 }
 
-async fn one(era: Era, options: &Options) -> Result<Row, String> {
+async fn one(era: Era, options: &Options) -> Result<Option<Row>, String> {
     let interval = Duration::from_millis(options.interval);
     let flags = StepFlags {
         history: options.posts.max(shared::feed::DEFAULT_CAPACITY),
         interval_ms: options.interval,
         max_parked: long_polling::DEFAULT_MAX_PARKED.max(options.clients + 64),
+        redis: None,
     };
-    let server = Server::start(era, &era.flags(&flags)).await?;
-    let target = Target::new(server.addr);
-    let cursor = swarm::page_cursor(&target).await?;
-    let before = server.usage()?;
+    let Some(servers) = Deployment::start(era, flags).await? else {
+        return Ok(None);
+    };
+    // Pages are shared out over the servers (06 has two); posts go to the
+    // first.
+    let targets = servers.targets();
+    let target = &targets[0];
+    let cursors = swarm::page_cursors(&targets).await?;
+    let before = Usage::total(&servers.usage()?);
     let bench_before = Usage::of(std::process::id()).map_err(|error| error.to_string())?;
     let (machine_before, started) = (server::machine_busy(), Instant::now());
 
     let pages = Pages {
         era,
         count: options.clients,
-        cursor,
+        cursors,
         interval,
         items: options.posts,
+        rooms: 0,
     };
-    let swarm = Swarm::start(&target, &pages);
+    let swarm = Swarm::start(&targets, &pages);
     swarm.ready(Duration::from_secs(60)).await?;
-    era.settle(&target, options.clients, Duration::from_secs(30))
+    era.settle(target, options.clients, Duration::from_secs(30))
         .await?;
 
-    let poster = Poster::connect(&target, 4).await?;
+    let poster = Poster::connect(target, 4).await?;
     let posted = poster.steady(options.posts, options.rate).await?;
     let last = posted.last().expect("at least one post").id;
     // 02's pages see the last item at their next poll, up to an interval
@@ -109,7 +115,7 @@ async fn one(era: Era, options: &Options) -> Result<Row, String> {
         .reached(last, interval + Duration::from_secs(30))
         .await;
     let logs = swarm.stop().await?;
-    let after = server.usage()?;
+    let after = Usage::total(&servers.usage()?);
     let bench_after = Usage::of(std::process::id()).map_err(|error| error.to_string())?;
     server::warn_if_busy(
         &era.label(),
@@ -117,7 +123,7 @@ async fn one(era: Era, options: &Options) -> Result<Row, String> {
         after.cpu.saturating_sub(before.cpu) + bench_after.cpu.saturating_sub(bench_before.cpu),
         started.elapsed(),
     );
-    drop(server);
+    drop(servers);
 
     let ids: Vec<u64> = posted.iter().map(|post| post.id).collect();
     swarm::check(&logs, &ids)?;
@@ -126,14 +132,14 @@ async fn one(era: Era, options: &Options) -> Result<Row, String> {
     let deliveries = (options.clients * options.posts) as f64;
     let requests: u64 = logs.iter().map(|log| log.tally.requests()).sum();
     let bytes: u64 = logs.iter().map(|log| log.tally.bytes()).sum();
-    Ok(Row {
+    Ok(Some(Row {
         era,
         latency: Spread::of(swarm::latencies(&logs, &posted)),
         requests_per_item: requests as f64 / deliveries,
         bytes_per_item: bytes as f64 / deliveries,
         cpu: after.cpu.saturating_sub(before.cpu),
         peak_rss: after.peak_rss,
-    })
+    }))
 }
 
 /// The Markdown table on stdout, and the chart under `target/bench/`.

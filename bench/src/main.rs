@@ -35,7 +35,8 @@
 //! The modules: [`server`] starts the step and reads `/proc`; [`wire`]
 //! counts bytes and speaks HTTP/1.1; [`clients`] holds one function per
 //! era's page; [`swarm`] opens the pages, posts, and checks what they got;
-//! [`eras`] and [`capacity`] are the two scenarios; [`report`] prints the
+//! [`eras`] and [`capacity`] are the two scenarios (with [`isolation`],
+//! step 05's rooms kept apart, inside `capacity`); [`report`] prints the
 //! tables and draws the charts (`target/bench/*.svg`).
 //!
 //! Server and pages share one machine, so a heavy run measures both. The
@@ -45,6 +46,7 @@
 mod capacity;
 mod clients;
 mod eras;
+mod isolation;
 mod report;
 mod server;
 mod swarm;
@@ -89,6 +91,10 @@ enum Command {
     Serve03(Serve<long_polling::Options>),
     #[command(name = "serve-04", hide = true)]
     Serve04(Serve<websocket::Options>),
+    #[command(name = "serve-05", hide = true)]
+    Serve05(Serve<rooms::Options>),
+    #[command(name = "serve-06", hide = true)]
+    Serve06(Serve<redis_rooms::Options>),
 }
 
 /// A step's own flags, exactly as its binary takes them.
@@ -109,13 +115,15 @@ fn main() -> ExitCode {
         Command::Serve02(args) => serve(xhr_polling::STEP, args, xhr_polling::run),
         Command::Serve03(args) => serve(long_polling::STEP, args, long_polling::run),
         Command::Serve04(args) => serve(websocket::STEP, args, websocket::run),
+        Command::Serve05(args) => serve(rooms::STEP, args, rooms::run),
+        Command::Serve06(args) => serve(redis_rooms::STEP, args, redis_rooms::run),
         Command::Eras(options) => measure(async move {
             let rows = eras::run(&options).await?;
             eras::report(&options, &rows, "eras.svg")
         }),
         Command::Capacity(options) => measure(async move {
-            let rows = capacity::run(&options, server::raise_fd_limit()).await?;
-            capacity::report(&options, &rows, "capacity.svg")
+            let outcome = capacity::run(&options, server::raise_fd_limit()).await?;
+            capacity::report(&options, &outcome, "capacity.svg")
         }),
         Command::Smoke => measure(smoke()),
     }
@@ -151,20 +159,27 @@ async fn smoke() -> Result<String, String> {
         posts: 5,
         rate: 10.0,
         interval: 200,
-        eras: Era::ALL.to_vec(),
+        eras: vec![
+            Era::XhrPolling,
+            Era::LongPolling,
+            Era::WebSocket,
+            Era::Rooms,
+        ],
     };
     let rows = eras::run(&eras).await?;
     let eras_chart = eras::report(&eras, &rows, "smoke-eras.svg")?;
     let capacity = capacity::Options {
         sizes: vec![20],
-        eras: vec![Era::LongPolling, Era::WebSocket],
+        eras: vec![Era::LongPolling, Era::WebSocket, Era::Rooms, Era::Redis],
         singles: 2,
         rate: 20.0,
         seconds: 0.5,
         burst: 20,
+        rooms: 4,
+        members: 5,
     };
-    let rows = capacity::run(&capacity, server::raise_fd_limit()).await?;
-    let capacity_chart = capacity::report(&capacity, &rows, "smoke-capacity.svg")?;
+    let outcome = capacity::run(&capacity, server::raise_fd_limit()).await?;
+    let capacity_chart = capacity::report(&capacity, &outcome, "smoke-capacity.svg")?;
     Ok(format!("{eras_chart} and {capacity_chart}"))
 }
 

@@ -14,10 +14,18 @@
 //! when its stdin closes, so that it never outlives the bench, however the
 //! bench ends; [`Server`]'s `Drop` closes it, and kills the child if that
 //! is not enough.
+//!
+//! Step 06 keeps its rooms in Redis and runs as two servers: a
+//! [`Deployment`] starts a `redis-server` of the run's own on a free port
+//! (no snapshots, no append-only file: nothing is written to disk), then
+//! both servers with a fresh key prefix. Dropping it stops all three.
 
 use std::io;
 use std::io::BufRead;
+use std::io::Read as _;
+use std::io::Write as _;
 use std::net::SocketAddr;
+use std::net::TcpStream;
 use std::path::PathBuf;
 use std::process::Child;
 use std::process::ChildStdin;
@@ -28,6 +36,8 @@ use std::time::Duration;
 use tokio::sync::oneshot;
 
 use crate::clients::Era;
+use crate::clients::StepFlags;
+use crate::wire::Target;
 
 /// What the parent reads on the child's stdout to learn its address.
 const LISTENING: &str = "listening ";
@@ -109,6 +119,129 @@ impl Server {
     }
 }
 
+/// The servers of one run: one step process, or for step 06 two of them
+/// and the Redis they share. Dropping it stops them all.
+pub struct Deployment {
+    pub servers: Vec<Server>,
+    /// Declared after the servers, so dropped after them: they say goodbye
+    /// to a Redis that is still there.
+    _redis: Option<RedisServer>,
+}
+
+impl Deployment {
+    /// Starts `era.instances()` servers of `era` (and a Redis for 06).
+    /// `Ok(None)` when the era cannot run on this machine, after one line
+    /// saying why.
+    pub async fn start(era: Era, mut flags: StepFlags) -> Result<Option<Deployment>, String> {
+        let redis = if era == Era::Redis {
+            let Some(redis) = RedisServer::start().await? else {
+                return Ok(None);
+            };
+            let prefix = format!("bench-{}-{}", std::process::id(), redis.port);
+            flags.redis = Some((redis.url.clone(), prefix));
+            Some(redis)
+        } else {
+            None
+        };
+        let mut servers = Vec::new();
+        for _ in 0..era.instances() {
+            servers.push(Server::start(era, &era.flags(&flags)).await?);
+        }
+        Ok(Some(Deployment {
+            servers,
+            _redis: redis,
+        }))
+    }
+
+    /// Where the pages connect, server by server.
+    pub fn targets(&self) -> Vec<Target> {
+        self.servers
+            .iter()
+            .map(|server| Target::new(server.addr))
+            .collect()
+    }
+
+    /// Each server's CPU time and memory right now.
+    pub fn usage(&self) -> Result<Vec<Usage>, String> {
+        self.servers.iter().map(Server::usage).collect()
+    }
+}
+
+/// A `redis-server` of the bench's own, on a free port of 127.0.0.1.
+/// Dropping it kills it.
+pub struct RedisServer {
+    child: Child,
+    port: u16,
+    /// `redis://127.0.0.1:PORT`
+    url: String,
+}
+
+impl RedisServer {
+    /// `Ok(None)` when there is no `redis-server` to run, after one line
+    /// saying so.
+    async fn start() -> Result<Option<RedisServer>, String> {
+        let program = std::env::var("REDIS_SERVER").unwrap_or_else(|_| "redis-server".into());
+        let installed = Command::new(&program)
+            .arg("--version")
+            .stdout(Stdio::null())
+            .status()
+            .is_ok_and(|status| status.success());
+        if !installed {
+            eprintln!(
+                "  skipping 06: `{program}` is not installed (on Debian: apt-get install redis-server)"
+            );
+            return Ok(None);
+        }
+        // A free port: bind port 0, note what the system chose, let go.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|listener| listener.local_addr())
+            .map_err(|error| format!("no free port for Redis: {error}"))?
+            .port();
+        let child = Command::new(&program)
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|error| format!("cannot start {program}: {error}"))?;
+        let redis = RedisServer {
+            child,
+            port,
+            url: format!("redis://127.0.0.1:{port}"),
+        };
+        // Ready once it answers PING.
+        for _ in 0..500 {
+            if answers(port) {
+                return Ok(Some(redis));
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        Err(format!(
+            "{program} did not answer on port {port} within 10 s"
+        ))
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Does a Redis on this port answer `PING` with `+PONG`?
+fn answers(port: u16) -> bool {
+    let Ok(mut stream) = TcpStream::connect(("127.0.0.1", port)) else {
+        return false;
+    };
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(1)));
+    let mut answer = [0; 7];
+    stream.write_all(b"PING\r\n").is_ok()
+        && stream.read_exact(&mut answer).is_ok()
+        && &answer == b"+PONG\r\n"
+}
+
 /// `ADDRESS PID`.
 fn parse_announcement(text: &str) -> Option<(SocketAddr, u32)> {
     let (addr, pid) = text.split_once(' ')?;
@@ -155,6 +288,15 @@ pub struct Usage {
 }
 
 impl Usage {
+    /// Several processes together: CPU times and memory added up.
+    pub fn total(usages: &[Usage]) -> Usage {
+        Usage {
+            cpu: usages.iter().map(|usage| usage.cpu).sum(),
+            rss: usages.iter().map(|usage| usage.rss).sum(),
+            peak_rss: usages.iter().map(|usage| usage.peak_rss).sum(),
+        }
+    }
+
     pub fn of(pid: u32) -> io::Result<Usage> {
         // /proc/PID/stat: "pid (name) state ppid ...". The name may hold
         // spaces, so count fields after the last ')': utime and stime are

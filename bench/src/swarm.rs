@@ -89,19 +89,28 @@ pub struct Swarm {
 pub struct Pages {
     pub era: Era,
     pub count: usize,
-    /// The cursor the pages start from.
-    pub cursor: u64,
+    /// The cursor the pages start from: what each server (in the order of
+    /// the targets) renders into its page.
+    pub cursors: Vec<u64>,
     /// 02's polling interval.
     pub interval: Duration,
     /// How many items each page will get: room is made for their records
     /// up front, so that recording does not reallocate in a burst.
     pub items: usize,
+    /// 05 and 06: how many rooms the pages are shared out to, in equal
+    /// runs (pages 0 to 49 in `r0`, and so on); 0 keeps them in `general`.
+    pub rooms: usize,
+}
+
+/// The name of room number `number`: `r0`, `r1`, ...
+pub fn room_name(number: usize) -> Arc<str> {
+    format!("r{number}").into()
 }
 
 impl Swarm {
-    /// Opens `pages.count` pages. They connect in the background; see
-    /// [`Swarm::ready`].
-    pub fn start(target: &Target, pages: &Pages) -> Swarm {
+    /// Opens `pages.count` pages, shared out in turn over the servers
+    /// at `targets`. They connect in the background; see [`Swarm::ready`].
+    pub fn start(targets: &[Target], pages: &Pages) -> Swarm {
         let crowd = Arc::new(Crowd {
             newest: (0..pages.count).map(|_| Slot(AtomicU64::new(0))).collect(),
             failed: AtomicUsize::new(0),
@@ -114,8 +123,8 @@ impl Swarm {
             stop.push(stopper);
             let client = Client {
                 index,
-                target: target.clone(),
-                cursor: pages.cursor,
+                target: targets[index % targets.len()].clone(),
+                cursor: pages.cursors[index % targets.len()],
                 crowd: crowd.clone(),
                 interval: pages.interval,
                 items: pages.items,
@@ -123,6 +132,7 @@ impl Swarm {
                 first_wait: pages
                     .interval
                     .mul_f64((index + 1) as f64 / pages.count as f64),
+                room: (pages.rooms > 0).then(|| room_name(index * pages.rooms / pages.count)),
             };
             let era = pages.era;
             set.spawn(async move { (index, era.page(client, stopped).await) });
@@ -142,6 +152,33 @@ impl Swarm {
     /// Waits until every page has shown item `id`.
     pub async fn reached(&self, id: u64, limit: Duration) -> Result<(), String> {
         self.wait_for(id, limit, &format!("shown item {id}")).await
+    }
+
+    /// Waits until every page has shown the item its own room ends with:
+    /// `ids[page]`.
+    pub async fn reached_each(&self, ids: &[u64], limit: Duration) -> Result<(), String> {
+        let deadline = Instant::now() + limit;
+        loop {
+            let failed = self.crowd.failed.load(Ordering::Relaxed);
+            if failed > 0 {
+                return Err(format!(
+                    "{failed} pages failed while waiting for their rooms' news"
+                ));
+            }
+            let behind = (self.crowd.newest.iter().zip(ids))
+                .filter(|(newest, id)| newest.0.load(Ordering::Relaxed) < **id)
+                .count();
+            if behind == 0 {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                return Err(format!(
+                    "{behind} of {} pages have not shown their rooms' last item after {limit:?}",
+                    ids.len()
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
     }
 
     async fn wait_for(&self, id: u64, limit: Duration, what: &str) -> Result<(), String> {
@@ -191,6 +228,16 @@ impl Swarm {
     }
 }
 
+/// [`page_cursor`] of each server: two servers of step 06 share the
+/// rooms, but each renders the cursor of its own copy.
+pub async fn page_cursors(targets: &[Target]) -> Result<Vec<u64>, String> {
+    let mut cursors = Vec::new();
+    for target in targets {
+        cursors.push(page_cursor(target).await?);
+    }
+    Ok(cursors)
+}
+
 /// The cursor a fresh page starts from: the server renders it into the
 /// page as `data-cursor`, and the page's script asks for what came after.
 pub async fn page_cursor(target: &Target) -> Result<u64, String> {
@@ -218,7 +265,7 @@ pub struct Poster {
 }
 
 /// Title and body come to about 100 bytes, a short news item.
-const BODY: &str =
+pub const BODY: &str =
     "A short news item, about the length of a sentence or two: nothing more, nothing less.";
 
 /// The part of the 201 answer the poster reads.

@@ -150,6 +150,9 @@ const POST_WINDOW: Duration = Duration::from_secs(10);
 /// ...and after this many refused posts in a row, the socket is closed.
 const FLOOD_LIMIT: usize = 20;
 
+/// The least time between two `presence` frames for one room on one socket.
+const PRESENCE_QUIET: Duration = Duration::from_millis(250);
+
 /// The room every socket starts in.
 const GENERAL: &str = "general";
 
@@ -1050,15 +1053,29 @@ enum RoomEvent {
 /// `StreamMap` of joined rooms.
 type RoomEvents = Pin<Box<dyn Stream<Item = RoomEvent> + Send>>;
 
+///
+/// Members counts go out at most every [`PRESENCE_QUIET`] per socket: when a
+/// thousand pages join at once, each member gets a few counts, the last one
+/// right, instead of a thousand frames.
 fn room_events(news: Subscription, members: watch::Receiver<usize>) -> RoomEvents {
+    let quiet_until = tokio::time::Instant::now();
     Box::pin(futures_util::stream::unfold(
-        (news, members),
-        |(mut news, mut members)| async move {
+        (news, members, quiet_until),
+        |(mut news, mut members, mut quiet_until)| async move {
+            // Sleep first, then wait for a change: both can be dropped
+            // half-way (when news wins the race) without losing the change.
+            let presence = async {
+                tokio::time::sleep_until(quiet_until).await;
+                members.changed().await
+            };
             let event = tokio::select! {
                 pushed = news.next() => RoomEvent::Pushed(pushed),
-                Ok(()) = members.changed() => RoomEvent::Presence(*members.borrow_and_update()),
+                Ok(()) = presence => {
+                    quiet_until = tokio::time::Instant::now() + PRESENCE_QUIET;
+                    RoomEvent::Presence(*members.borrow_and_update())
+                }
             };
-            Some((event, (news, members)))
+            Some((event, (news, members, quiet_until)))
         },
     ))
 }

@@ -22,7 +22,8 @@
 //! - A post may announce `"attachment":{"mime":"image/png","size":N}`; the
 //!   very next frame must then be a binary frame of exactly `N` bytes. Members
 //!   get the `news`, then the same bytes as one binary frame.
-//! - Members counts go out as `presence` whenever someone joins or leaves.
+//! - Members counts go out as `presence` when someone joins or leaves (at
+//!   most every 250 ms per socket, so that a crowd is not a storm).
 //! - `/admin/ws` is a second namespace: it needs the admin token (checked
 //!   before the handshake completes), sees every room's news and members,
 //!   and can `announce` to every room at once. `/admin` is its page.

@@ -42,7 +42,6 @@ use std::time::Instant;
 
 use askama::Template;
 use bytes::Bytes;
-use futures_util::FutureExt;
 use futures_util::SinkExt;
 use futures_util::StreamExt;
 use hyper::HeaderMap;
@@ -586,7 +585,7 @@ async fn serve_news(
                     if let Err(ending) = feed(socket, frame).await {
                         return ending;
                     }
-                    next = news.next().now_or_never();
+                    next = news.try_next();
                 }
                 if let Err(ending) = flush(socket).await {
                     return ending;

@@ -376,6 +376,40 @@ impl Subscription {
         }
     }
 
+    /// The next item if one is already waiting, without waiting for one:
+    /// what a socket uses to gather a burst into one write. (Polling
+    /// [`Subscription::next`] once would also do, but it signs up to be
+    /// woken and then signs off again, two trips through the channel's
+    /// lock per item and socket.)
+    pub fn try_next(&mut self) -> Option<Pushed> {
+        loop {
+            if let Some(item) = self.backlog.pop_front() {
+                self.cursor = item.id;
+                return Some(Pushed::Item(item));
+            }
+            match self.pushed.try_recv() {
+                Ok(item) if item.id > self.cursor => {
+                    self.cursor = item.id;
+                    return Some(Pushed::Item(item));
+                }
+                Ok(_) => continue,
+                Err(broadcast::error::TryRecvError::Lagged(_)) => {
+                    let batch = self.feed.since(self.cursor);
+                    if batch.reset {
+                        self.cursor = batch.cursor;
+                        return Some(Pushed::Reset(batch));
+                    }
+                    self.backlog.extend(batch.items);
+                }
+                Err(
+                    broadcast::error::TryRecvError::Empty | broadcast::error::TryRecvError::Closed,
+                ) => {
+                    return None;
+                }
+            }
+        }
+    }
+
     /// The last id this subscription handed out.
     pub fn cursor(&self) -> u64 {
         self.cursor
@@ -617,6 +651,23 @@ mod tests {
         feed.post(post("after"));
         assert_eq!(live.next().await, Pushed::Item(feed.latest(1)[0].clone()));
         assert_eq!(live.cursor(), 2);
+    }
+
+    #[tokio::test]
+    async fn try_next_takes_what_is_waiting_and_never_waits() {
+        let feed = Feed::starting_at(1_000, 0, fixed);
+        let (_, mut live) = feed.subscribe(Some(0));
+        assert_eq!(live.try_next(), None);
+        for i in 0..(PUSH_BUFFER + 10) {
+            feed.post(post(&i.to_string()));
+        }
+        // Past the push buffer: caught up from the history, in order.
+        let mut ids = Vec::new();
+        while let Some(Pushed::Item(item)) = live.try_next() {
+            ids.push(item.id);
+        }
+        assert_eq!(ids, (1..=(PUSH_BUFFER as u64 + 10)).collect::<Vec<_>>());
+        assert_eq!(live.try_next(), None);
     }
 
     #[tokio::test]

@@ -20,6 +20,13 @@ use shared::Shutdown;
 use support::Running;
 use support::api;
 use support::redis_server::RedisServer;
+use support::rooms::ask;
+use support::rooms::join;
+use support::rooms::member;
+use support::rooms::member_since;
+use support::rooms::next_frame;
+use support::rooms::next_of;
+use support::rooms::png;
 use support::ws;
 use support::ws::Socket;
 use tokio::net::TcpListener;
@@ -59,42 +66,6 @@ async fn two_servers(redis: &RedisServer) -> (Running, Running) {
     )
 }
 
-/// Connects to `/ws` and reads the `joined` for `general`.
-async fn member(server: &Running) -> (Socket, Value) {
-    member_since(server, "/ws").await
-}
-
-async fn member_since(server: &Running, path: &str) -> (Socket, Value) {
-    let mut socket = ws::connect(server, path).await;
-    let joined = ws::next_json(&mut socket).await;
-    assert_eq!(joined["type"], "joined");
-    assert_eq!(joined["room"], "general");
-    (socket, joined)
-}
-
-/// Sends a message and returns the answer carrying its `ref`, skipping
-/// anything else that arrives meanwhile (news, presence).
-async fn ask(socket: &mut Socket, message: Value) -> Value {
-    let reference = message["ref"].clone();
-    ws::send_json(socket, message).await;
-    loop {
-        let answer = ws::next_json(socket).await;
-        if answer["ref"] == reference {
-            return answer;
-        }
-    }
-}
-
-/// The next message of a type, skipping others.
-async fn next_of(socket: &mut Socket, kind: &str) -> Value {
-    loop {
-        let message = ws::next_json(socket).await;
-        if message["type"] == kind {
-            return message;
-        }
-    }
-}
-
 /// The next `presence` of a room, skipping others.
 async fn presence_in(socket: &mut Socket, room: &str) -> u64 {
     loop {
@@ -103,37 +74,6 @@ async fn presence_in(socket: &mut Socket, room: &str) -> u64 {
             return presence["members"].as_u64().unwrap();
         }
     }
-}
-
-/// The next frame, whatever it is (pings aside).
-async fn next_frame(socket: &mut Socket) -> Message {
-    loop {
-        let message = tokio::time::timeout(Duration::from_secs(10), socket.next())
-            .await
-            .expect("a frame within 10 s")
-            .expect("the socket is open")
-            .expect("a valid frame");
-        if !matches!(message, Message::Ping(_) | Message::Pong(_)) {
-            return message;
-        }
-    }
-}
-
-/// A tiny but real PNG: the signature, then bytes.
-fn png(size: usize) -> Vec<u8> {
-    let mut bytes = b"\x89PNG\r\n\x1a\n".to_vec();
-    bytes.extend((0..size - 8).map(|i| (i % 251) as u8));
-    bytes
-}
-
-async fn join(socket: &mut Socket, room: &str, reference: u64) -> Value {
-    let joined = ask(
-        socket,
-        json!({ "type": "join", "ref": reference, "room": room }),
-    )
-    .await;
-    assert_eq!(joined["type"], "joined", "{joined}");
-    joined
 }
 
 async fn post(socket: &mut Socket, room: &str, title: &str, reference: u64) -> u64 {

@@ -3,18 +3,19 @@
 
 mod support;
 
-use std::time::Duration;
-
 use futures_util::SinkExt;
-use futures_util::StreamExt;
 use reqwest::StatusCode;
 use rooms::Options;
-use serde_json::Value;
 use serde_json::json;
 use shared::Feed;
 use support::Running;
+use support::rooms::ask;
+use support::rooms::join;
+use support::rooms::member;
+use support::rooms::next_frame;
+use support::rooms::next_of;
+use support::rooms::png;
 use support::ws;
-use support::ws::Socket;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
@@ -34,69 +35,6 @@ async fn start_with(options: Options) -> Running {
         |listener, feed, shutdown| rooms::run(listener, feed, options, shutdown),
     )
     .await
-}
-
-/// Connects to `/ws` and reads the `joined` for `general`.
-async fn member(server: &Running) -> (Socket, Value) {
-    let mut socket = ws::connect(server, "/ws").await;
-    let joined = ws::next_json(&mut socket).await;
-    assert_eq!(joined["type"], "joined");
-    assert_eq!(joined["room"], "general");
-    (socket, joined)
-}
-
-/// Sends a message and returns the answer carrying its `ref`, skipping
-/// anything else that arrives meanwhile (news, presence).
-async fn ask(socket: &mut Socket, message: Value) -> Value {
-    let reference = message["ref"].clone();
-    ws::send_json(socket, message).await;
-    loop {
-        let answer = ws::next_json(socket).await;
-        if answer["ref"] == reference {
-            return answer;
-        }
-    }
-}
-
-/// The next message of a type, skipping others.
-async fn next_of(socket: &mut Socket, kind: &str) -> Value {
-    loop {
-        let message = ws::next_json(socket).await;
-        if message["type"] == kind {
-            return message;
-        }
-    }
-}
-
-/// The next frame, whatever it is (pings aside).
-async fn next_frame(socket: &mut Socket) -> Message {
-    loop {
-        let message = tokio::time::timeout(Duration::from_secs(10), socket.next())
-            .await
-            .expect("a frame within 10 s")
-            .expect("the socket is open")
-            .expect("a valid frame");
-        if !matches!(message, Message::Ping(_) | Message::Pong(_)) {
-            return message;
-        }
-    }
-}
-
-/// A tiny but real PNG: the signature, then bytes.
-fn png(size: usize) -> Vec<u8> {
-    let mut bytes = b"\x89PNG\r\n\x1a\n".to_vec();
-    bytes.extend((0..size - 8).map(|i| (i % 251) as u8));
-    bytes
-}
-
-async fn join(socket: &mut Socket, room: &str, reference: u64) -> Value {
-    let joined = ask(
-        socket,
-        json!({ "type": "join", "ref": reference, "room": room }),
-    )
-    .await;
-    assert_eq!(joined["type"], "joined", "{joined}");
-    joined
 }
 
 #[tokio::test]

@@ -7,6 +7,7 @@
 pub mod api;
 pub mod browser;
 pub mod redis_server;
+pub mod rooms;
 pub mod webdriver;
 pub mod ws;
 

@@ -595,15 +595,19 @@ fn is_websocket_key(key: &[u8]) -> bool {
             .all(|&byte| byte.is_ascii_alphanumeric() || byte == b'+' || byte == b'/')
 }
 
-/// Memory per socket is set here. tungstenite reads into a buffer it
-/// allocates for every socket, 128 KiB by default: 1.25 GiB for 10,000
-/// idle sockets. Our messages are small, so 4 KiB will do (attachments
-/// grow it for as long as they take). Writes gather in a small buffer until
-/// a flush; incoming messages are capped at the size of an attachment, and
-/// text messages at 16 KiB by `room_socket` itself.
+/// Memory and time per socket are set here. tungstenite reads into a
+/// buffer it allocates for every socket, 128 KiB by default: 1.25 GiB for
+/// 10,000 idle sockets. And before every read it zero-fills the part it
+/// reads into, even when nothing has come, which is each time the socket's
+/// loop turns: with 5,000 sockets, every item would clear 5,000 of those.
+/// Clients send short messages, so 1 KiB will do (attachments grow the
+/// buffer for as long as they take, and come in a read per KiB). Writes
+/// gather in a small buffer until a flush; incoming messages are capped at
+/// the size of an attachment, and text messages at 16 KiB by `room_socket`
+/// itself.
 fn socket_config() -> WebSocketConfig {
     WebSocketConfig::default()
-        .read_buffer_size(4 * 1024)
+        .read_buffer_size(1024)
         .write_buffer_size(8 * 1024)
         .max_write_buffer_size(64 * 1024 + ATTACHMENT_LIMIT)
         .max_message_size(Some(ATTACHMENT_LIMIT))
@@ -1278,6 +1282,26 @@ async fn serve_rooms(
     let mut redis_lost = std::pin::pin!(store::lost(redis));
     loop {
         tokio::select! {
+            biased;
+            Some((room, event)) = member.events.next() => {
+                // Feed the event, and any others already waiting, into the
+                // socket's buffer, then flush once: a burst of 200 items
+                // becomes a few large writes instead of 200 small ones.
+                let burst = async {
+                    let mut next = Some((room, event));
+                    while let Some((room, event)) = next {
+                        let Some(membership) = member.joined.get(&room) else { break };
+                        for frame in event_frames(&membership.room, event) {
+                            socket.feed(frame).await?;
+                        }
+                        next = member.events.next().now_or_never().flatten();
+                    }
+                    socket.flush().await
+                };
+                if let Err(ending) = in_time(burst).await {
+                    return ending;
+                }
+            }
             incoming = socket.next() => {
                 heard = Instant::now();
                 let message = match incoming {
@@ -1308,24 +1332,6 @@ async fn serve_rooms(
                     Message::Close(_) => return Ending::Gone,
                 };
                 if let Err(ending) = send_all(socket, replies).await {
-                    return ending;
-                }
-            }
-            Some((room, event)) = member.events.next() => {
-                // Feed the event, and any others already waiting, into the
-                // socket's buffer, then flush once: a burst of 200 items
-                // becomes a few large writes instead of 200 small ones.
-                let mut next = Some((room, event));
-                while let Some((room, event)) = next {
-                    let Some(membership) = member.joined.get(&room) else { break };
-                    for frame in event_frames(&membership.room, event) {
-                        if let Err(ending) = feed(socket, frame).await {
-                            return ending;
-                        }
-                    }
-                    next = member.events.next().now_or_never().flatten();
-                }
-                if let Err(ending) = flush(socket).await {
                     return ending;
                 }
             }
@@ -1756,8 +1762,7 @@ async fn send(
     socket: &mut WebSocketStream<TokioIo<Upgraded>>,
     message: Message,
 ) -> Result<(), Ending> {
-    feed(socket, message).await?;
-    flush(socket).await
+    in_time(socket.send(message)).await
 }
 
 /// Sends a few messages with one flush.
@@ -1765,36 +1770,31 @@ async fn send_all(
     socket: &mut WebSocketStream<TokioIo<Upgraded>>,
     messages: Vec<Message>,
 ) -> Result<(), Ending> {
-    for message in messages {
-        feed(socket, message).await?;
-    }
-    flush(socket).await
+    in_time(async {
+        for message in messages {
+            socket.feed(message).await?;
+        }
+        socket.flush().await
+    })
+    .await
 }
 
-/// Adds a message to the socket's write buffer. A client that stops reading
-/// fills its TCP window, then our buffer; past [`SEND_TIMEOUT`] it is cut
+/// Gives a write to the client [`SEND_TIMEOUT`]. A client that stops
+/// reading fills its TCP window, then our buffer; past the limit it is cut
 /// off, so it holds a bounded amount of memory and never slows the others.
-async fn feed(
-    socket: &mut WebSocketStream<TokioIo<Upgraded>>,
-    message: Message,
-) -> Result<(), Ending> {
-    match tokio::time::timeout(SEND_TIMEOUT, socket.feed(message)).await {
+async fn in_time(write: impl Future<Output = Result<(), WsError>>) -> Result<(), Ending> {
+    match tokio::time::timeout(SEND_TIMEOUT, write).await {
         Ok(Ok(())) => Ok(()),
         Ok(Err(_)) => Err(Ending::Gone),
         Err(_) => Err(Ending::Close(CloseCode::Policy, "the client does not read")),
     }
 }
 
-async fn flush(socket: &mut WebSocketStream<TokioIo<Upgraded>>) -> Result<(), Ending> {
-    match tokio::time::timeout(SEND_TIMEOUT, socket.flush()).await {
-        Ok(Ok(())) => Ok(()),
-        Ok(Err(_)) => Err(Ending::Gone),
-        Err(_) => Err(Ending::Close(CloseCode::Policy, "the client does not read")),
-    }
-}
-
-/// Sends a close frame with a code and a reason, as far as the client lets
-/// us, and gives up after a second.
+/// Sends a close frame with a code and a reason, then reads (and ignores)
+/// what the client still sends until its own close frame comes back: the
+/// closing handshake of RFC 6455, 7.1. Hanging up on unread data would make
+/// the kernel answer with a reset, which can destroy our close frame before
+/// the client reads it. Gives up after a second.
 async fn close(
     socket: &mut WebSocketStream<TokioIo<Upgraded>>,
     code: CloseCode,
@@ -1804,7 +1804,12 @@ async fn close(
         code,
         reason: Utf8Bytes::from_static(reason),
     };
-    let _ = tokio::time::timeout(Duration::from_secs(1), socket.close(Some(frame))).await;
+    let handshake = async {
+        socket.close(Some(frame)).await?;
+        while socket.next().await.transpose()?.is_some() {}
+        Ok::<(), WsError>(())
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(1), handshake).await;
 }
 
 /// `/echo`: every text or binary message comes back as it was sent, with

@@ -28,20 +28,12 @@ use std::sync::Arc;
 use std::time::Duration;
 use std::time::Instant;
 
-use futures_util::SinkExt;
-use futures_util::StreamExt;
 use hyper::StatusCode;
-use hyper::header;
 use serde::Deserialize;
-use tokio::net::TcpStream;
 use tokio::sync::oneshot;
-use tokio_tungstenite::WebSocketStream;
-use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
+use crate::socket::Socket;
 use crate::swarm::Crowd;
-use crate::wire;
 use crate::wire::Http;
 use crate::wire::Tally;
 use crate::wire::Target;
@@ -396,11 +388,12 @@ async fn websocket(client: Client, mut stop: Stop) -> ClientLog {
     let result = async {
         let mut socket = {
             let _permit = client.crowd.connecting().await;
-            open_socket(&client.target, client.cursor, &page.log.tally).await?
+            let path = format!("/ws?since={}", client.cursor);
+            Socket::open(&client.target, &path, &page.log.tally).await?
         };
         loop {
             let text = tokio::select! {
-                text = next_text(&mut socket) => text?,
+                text = socket.next_text() => text?,
                 _ = &mut stop => return Ok(()),
             };
             let frame: Frame = parse(text.as_bytes())?;
@@ -428,14 +421,15 @@ async fn rooms(client: Client, mut stop: Stop) -> ClientLog {
     let result = async {
         let mut socket = {
             let _permit = client.crowd.connecting().await;
-            open_socket(&client.target, client.cursor, &page.log.tally).await?
+            let path = format!("/ws?since={}", client.cursor);
+            Socket::open(&client.target, &path, &page.log.tally).await?
         };
         // The one room whose news this page may get: `general` until it has
         // joined its own, which it then keeps alone.
         let mut room: &str = "general";
         loop {
             let text = tokio::select! {
-                text = next_text(&mut socket) => text?,
+                text = socket.next_text() => text?,
                 _ = &mut stop => return Ok(()),
             };
             let frame: Frame = parse(text.as_bytes())?;
@@ -448,7 +442,7 @@ async fn rooms(client: Client, mut stop: Stop) -> ClientLog {
                         None => page.ready(),
                         Some(own) => {
                             let join = serde_json::json!({"type": "join", "ref": 1, "room": own});
-                            send_text(&mut socket, join.to_string()).await?;
+                            socket.send_text(&join.to_string()).await?;
                         }
                     }
                 }
@@ -458,7 +452,7 @@ async fn rooms(client: Client, mut stop: Stop) -> ClientLog {
                     page.show(&frame.items, frame.reset);
                     room = client.room.as_deref().expect("checked");
                     let leave = serde_json::json!({"type": "leave", "ref": 2, "room": "general"});
-                    send_text(&mut socket, leave.to_string()).await?;
+                    socket.send_text(&leave.to_string()).await?;
                 }
                 "left" if from == "general" && frame.reference == Some(2) => page.ready(),
                 "news" if from != room => {
@@ -484,18 +478,18 @@ async fn rooms(client: Client, mut stop: Stop) -> ClientLog {
 /// `rooms.emit("post", ...)`: it joins the room, leaves `general`, and
 /// posts with a `ref` whose `posted` answer carries the item's id.
 pub struct RoomPoster {
-    socket: WebSocketStream<wire::Counted<TcpStream>>,
+    socket: Socket,
     room: Arc<str>,
     next_ref: u64,
 }
 
 impl RoomPoster {
     pub async fn connect(target: &Target, room: Arc<str>) -> Result<RoomPoster, String> {
-        let mut socket = open_socket(target, 0, &Arc::default()).await?;
+        let mut socket = Socket::open(target, "/ws?since=0", &Arc::default()).await?;
         let join = serde_json::json!({"type": "join", "ref": 1, "room": &*room});
-        send_text(&mut socket, join.to_string()).await?;
+        socket.send_text(&join.to_string()).await?;
         let leave = serde_json::json!({"type": "leave", "ref": 2, "room": "general"});
-        send_text(&mut socket, leave.to_string()).await?;
+        socket.send_text(&leave.to_string()).await?;
         let mut poster = RoomPoster {
             socket,
             room,
@@ -521,7 +515,7 @@ impl RoomPoster {
                 "body": crate::swarm::BODY,
             });
             sent.push((reference, Instant::now()));
-            send_text(&mut self.socket, post.to_string()).await?;
+            self.socket.send_text(&post.to_string()).await?;
         }
         let mut posted = Vec::with_capacity(count);
         for (reference, at) in sent {
@@ -536,7 +530,7 @@ impl RoomPoster {
     async fn answer(&mut self, reference: u64, kind: &str) -> Result<u64, String> {
         let limit = Duration::from_secs(30);
         loop {
-            let text = tokio::time::timeout(limit, next_text(&mut self.socket))
+            let text = tokio::time::timeout(limit, self.socket.next_text())
                 .await
                 .map_err(|_| format!("no {kind} for ref {reference} within {limit:?}"))??;
             #[derive(Deserialize)]
@@ -557,67 +551,6 @@ impl RoomPoster {
             return Ok(answer.id.unwrap_or_default());
         }
     }
-}
-
-/// Opens `/ws?since=CURSOR` with the page's `Origin`, as `new WebSocket`
-/// does, with the handshake counted as a request.
-async fn open_socket(
-    target: &Target,
-    cursor: u64,
-    tally: &Arc<Tally>,
-) -> Result<WebSocketStream<wire::Counted<TcpStream>>, String> {
-    let stream = wire::connect(target, tally).await?;
-    let url = format!("ws://{}/ws?since={cursor}", target.addr);
-    let mut request = url
-        .into_client_request()
-        .expect("a ws:// URL with an address is valid");
-    // The server refuses a handshake from another site's page.
-    request
-        .headers_mut()
-        .insert(header::ORIGIN, target.origin.clone());
-    tally.count_request();
-    let (socket, _response) =
-        tokio_tungstenite::client_async_with_config(request, stream, Some(socket_config()))
-            .await
-            .map_err(|error| format!("WebSocket handshake failed: {error}"))?;
-    Ok(socket)
-}
-
-/// The next text message; control frames are skipped (tungstenite answers
-/// pings by itself), anything else ends the page.
-async fn next_text(
-    socket: &mut WebSocketStream<wire::Counted<TcpStream>>,
-) -> Result<tokio_tungstenite::tungstenite::Utf8Bytes, String> {
-    loop {
-        match socket.next().await {
-            Some(Ok(Message::Text(text))) => return Ok(text),
-            Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
-            Some(Ok(Message::Close(frame))) => {
-                return Err(format!("the server closed the socket: {frame:?}"));
-            }
-            Some(Ok(other)) => return Err(format!("unexpected message: {other:?}")),
-            Some(Err(error)) => return Err(format!("the socket broke: {error}")),
-            None => return Err("the socket ended".to_string()),
-        }
-    }
-}
-
-async fn send_text(
-    socket: &mut WebSocketStream<wire::Counted<TcpStream>>,
-    text: String,
-) -> Result<(), String> {
-    socket
-        .send(Message::text(text))
-        .await
-        .map_err(|error| format!("cannot send on the socket: {error}"))
-}
-
-/// A browser reads a socket through a buffer of its own; ours is small so
-/// that 10,000 simulated pages fit in memory next to the server.
-fn socket_config() -> WebSocketConfig {
-    WebSocketConfig::default()
-        .read_buffer_size(8 * 1024)
-        .write_buffer_size(0)
 }
 
 fn parse<'a, T: Deserialize<'a>>(body: &'a [u8]) -> Result<T, String> {

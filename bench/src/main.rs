@@ -33,8 +33,9 @@
 //! open-file limit (each page is a socket) and the server inherits it.
 //!
 //! The modules: [`server`] starts the step and reads `/proc`; [`wire`]
-//! counts bytes and speaks HTTP/1.1; [`socket`] speaks WebSocket; [`clients`] holds one function per
-//! era's page; [`swarm`] opens the pages, posts, and checks what they got;
+//! counts bytes and speaks HTTP/1.1; [`socket`] speaks WebSocket;
+//! [`clients`] holds one function per era's page; [`swarm`] opens the
+//! pages, posts, and checks what they got;
 //! [`eras`] and [`capacity`] are the two scenarios (with [`isolation`],
 //! step 05's rooms kept apart, inside `capacity`); [`report`] prints the
 //! tables and draws the charts (`target/bench/*.svg`).

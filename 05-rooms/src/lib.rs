@@ -990,6 +990,9 @@ async fn serve_rooms(
     let mut stopping = std::pin::pin!(app.shutdown.wait());
     loop {
         tokio::select! {
+            // News first: a task woken by an item takes it without polling
+            // the socket, the heartbeat and the shutdown signal on the way
+            // (with 5,000 sockets, that is 5,000 times per item).
             biased;
             Some((room, event)) = member.events.next() => {
                 // Feed the event, and any others already waiting, into the

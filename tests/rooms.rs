@@ -4,6 +4,7 @@
 mod support;
 
 use futures_util::SinkExt;
+use futures_util::StreamExt;
 use reqwest::StatusCode;
 use rooms::Options;
 use serde_json::json;
@@ -577,6 +578,45 @@ async fn text_over_16_kib_closes_with_1009_but_attachments_may_be_larger() {
     assert_eq!(
         ws::close_code(&mut socket).await.0,
         tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode::Size
+    );
+    server.stop().await;
+}
+
+/// As in 04 (RFC 6455, 7.1): the server reads on after its close frame
+/// until the client's own, so that the connection ends cleanly even with
+/// the client's messages still unread.
+#[tokio::test]
+async fn the_server_finishes_the_closing_handshake() {
+    use tokio_tungstenite::tungstenite::Error as WsError;
+    let server = start().await;
+    let (mut socket, _) = member(&server).await;
+    socket
+        .feed(Message::Text("x".repeat(17 * 1024).into()))
+        .await
+        .unwrap();
+    for _ in 0..20 {
+        let post = json!({ "type": "post", "room": "general", "title": "x".repeat(1000) });
+        socket
+            .feed(Message::Text(post.to_string().into()))
+            .await
+            .unwrap();
+    }
+    socket.flush().await.unwrap();
+    assert_eq!(
+        ws::close_code(&mut socket).await.0,
+        tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode::Size
+    );
+    let end = tokio::time::timeout(std::time::Duration::from_secs(5), socket.next())
+        .await
+        .expect("the connection ends within 5 s");
+    assert!(
+        matches!(end, None | Some(Err(WsError::ConnectionClosed))),
+        "the connection should end cleanly, not {end:?}"
+    );
+    assert_eq!(
+        server.feed.cursor(),
+        0,
+        "nothing after the long text was stored"
     );
     server.stop().await;
 }

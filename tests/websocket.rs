@@ -17,6 +17,7 @@ use shared::news::NewPost;
 use support::Running;
 use support::api;
 use support::ws;
+use tokio_tungstenite::tungstenite::Error as WsError;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::frame::Frame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
@@ -328,6 +329,45 @@ async fn close_codes_say_what_was_wrong() {
     assert_eq!(ws::close_code(&mut socket).await.0, CloseCode::Protocol);
 
     assert_eq!(server.feed.cursor(), 0, "nothing was stored");
+    server.stop().await;
+}
+
+/// RFC 6455, 7.1: after its close frame the server reads on until the
+/// client's own close frame, then ends the TCP connection. Hanging up with
+/// the client's messages still unread would make the kernel send a reset
+/// instead, and the client's close reply would fail on it.
+#[tokio::test]
+async fn the_server_finishes_the_closing_handshake() {
+    let server = start().await;
+    let mut socket = ws::connect(&server, "/ws?since=0").await;
+    ws::next_json(&mut socket).await;
+    // A binary frame ends the session; the 20 KiB behind it are never read.
+    socket
+        .feed(Message::Binary(vec![1, 2, 3].into()))
+        .await
+        .unwrap();
+    for _ in 0..20 {
+        let post = json!({ "type": "post", "title": "x".repeat(1000) });
+        socket
+            .feed(Message::Text(post.to_string().into()))
+            .await
+            .unwrap();
+    }
+    socket.flush().await.unwrap();
+    assert_eq!(ws::close_code(&mut socket).await.0, CloseCode::Unsupported);
+    // Our close reply goes out with the next read, which then ends cleanly.
+    let end = tokio::time::timeout(Duration::from_secs(5), socket.next())
+        .await
+        .expect("the connection ends within 5 s");
+    assert!(
+        matches!(end, None | Some(Err(WsError::ConnectionClosed))),
+        "the connection should end cleanly, not {end:?}"
+    );
+    assert_eq!(
+        server.feed.cursor(),
+        0,
+        "nothing after the binary frame was stored"
+    );
     server.stop().await;
 }
 

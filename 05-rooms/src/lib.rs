@@ -551,8 +551,9 @@ struct Room {
     members: watch::Sender<usize>,
     /// Attachments by item id, oldest first.
     attachments: Mutex<VecDeque<(u64, Attachment)>>,
-    /// Every `news` frame of this room, encoded once for all members.
-    frames: EncodeOnce<u64, Utf8Bytes>,
+    /// Every `news` frame of this room, encoded once for all members, and
+    /// whether an attachment follows it.
+    frames: EncodeOnce<u64, (Utf8Bytes, bool)>,
     /// Dropped with the room, which ends its task forwarding to the admins.
     _forwarding: oneshot::Sender<()>,
 }
@@ -1268,23 +1269,29 @@ fn handle_attachment(app: &App, member: &mut Member, bytes: Bytes) -> Message {
 fn event_frames(room: &Room, event: RoomEvent) -> Vec<Message> {
     match event {
         RoomEvent::Pushed(Pushed::Item(item)) => {
-            let attachment = room.attachment(item.id);
-            let news = room.frames.get(item.id, || {
-                let info = attachment.as_ref().map(|attachment| AttachmentInfo {
+            // Only the first member looks for an attachment; the others
+            // learn from it whether there is one, and if not (most items)
+            // never touch the lock of the room's attachments.
+            let (news, attached) = room.frames.get(item.id, || {
+                let info = room.attachment(item.id).map(|attachment| AttachmentInfo {
                     id: None,
                     mime: attachment.mime.into(),
                     size: attachment.bytes.len(),
                 });
+                let attached = info.is_some();
                 match encode(&ToClient::News {
                     room: &room.name,
                     item: &item,
                     attachment: info,
                 }) {
-                    Message::Text(json) => json,
+                    Message::Text(json) => (json, attached),
                     _ => unreachable!("encode() makes text frames"),
                 }
             });
-            let bytes = attachment.map(|attachment| Message::Binary(attachment.bytes));
+            let bytes = attached
+                .then(|| room.attachment(item.id))
+                .flatten()
+                .map(|attachment| Message::Binary(attachment.bytes));
             std::iter::once(Message::Text(news)).chain(bytes).collect()
         }
         RoomEvent::Pushed(Pushed::Reset(batch)) => joined_frames(room, &Value::Null, &batch),

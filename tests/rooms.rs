@@ -4,7 +4,6 @@
 mod support;
 
 use futures_util::SinkExt;
-use futures_util::StreamExt;
 use reqwest::StatusCode;
 use rooms::Options;
 use serde_json::json;
@@ -587,7 +586,6 @@ async fn text_over_16_kib_closes_with_1009_but_attachments_may_be_larger() {
 /// the client's messages still unread.
 #[tokio::test]
 async fn the_server_finishes_the_closing_handshake() {
-    use tokio_tungstenite::tungstenite::Error as WsError;
     let server = start().await;
     let (mut socket, _) = member(&server).await;
     socket
@@ -606,13 +604,7 @@ async fn the_server_finishes_the_closing_handshake() {
         ws::close_code(&mut socket).await.0,
         tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode::Size
     );
-    let end = tokio::time::timeout(std::time::Duration::from_secs(5), socket.next())
-        .await
-        .expect("the connection ends within 5 s");
-    assert!(
-        matches!(end, None | Some(Err(WsError::ConnectionClosed))),
-        "the connection should end cleanly, not {end:?}"
-    );
+    ws::ends_cleanly(&mut socket).await;
     assert_eq!(
         server.feed.cursor(),
         0,

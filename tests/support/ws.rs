@@ -77,6 +77,22 @@ pub async fn close_code(socket: &mut Socket) -> (CloseCode, String) {
     }
 }
 
+/// After the server's close frame: our close reply goes out with the next
+/// read, and the connection must then end cleanly (the server closed TCP
+/// after the closing handshake), not with a reset.
+pub async fn ends_cleanly(socket: &mut Socket) {
+    let end = tokio::time::timeout(Duration::from_secs(5), socket.next())
+        .await
+        .expect("the connection ends within 5 s");
+    assert!(
+        matches!(
+            end,
+            None | Some(Err(tokio_tungstenite::tungstenite::Error::ConnectionClosed))
+        ),
+        "the connection should end cleanly, not {end:?}"
+    );
+}
+
 /// Sends a raw HTTP request on a new connection and returns the answer's
 /// head (status line and headers), lowercased, and the open stream.
 pub async fn raw_request(server: &Running, request: &str) -> (String, TcpStream) {

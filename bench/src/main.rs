@@ -41,8 +41,11 @@
 //! tables and draws the charts (`target/bench/*.svg`).
 //!
 //! Server and pages share one machine, so a heavy run measures both. The
-//! pages are kept lean (they parse each item's JSON and record its id), but
-//! on a 2-core machine they still take a good part of the CPU.
+//! pages are kept lean: they parse each item's JSON and record its id, and
+//! speak HTTP/1.1 and WebSocket with a few functions of their own ([`wire`],
+//! [`socket`]) rather than hyper's client and tungstenite, which took the
+//! pages more CPU than the server spent. On a 2-core machine they still
+//! take a good part of it (the `Pages' CPU` column).
 
 mod capacity;
 mod clients;

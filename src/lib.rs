@@ -23,10 +23,7 @@ use shared::Feed;
 use shared::Shutdown;
 use shared::assets;
 use shared::http;
-use shared::http::BodyError;
 use shared::http::Response;
-use shared::news;
-use shared::news::PostRequest;
 use shared::page::STEPS;
 use shared::page::Step;
 use tokio::net::TcpListener;
@@ -221,36 +218,11 @@ async fn route(index: Index, request: Request<Incoming>) -> Response {
 /// `POST /news` with JSON from the index page's post box: into the shared
 /// feed, the same checks as every step.
 async fn post(feed: &Feed, request: Request<Incoming>) -> Response {
-    if !http::same_origin(request.headers()) {
-        return http::json_error(StatusCode::FORBIDDEN, "Only the index page may post here.");
-    }
     if !http::has_content_type(request.headers(), "application/json") {
         return http::json_error(StatusCode::UNSUPPORTED_MEDIA_TYPE, "Send the post as JSON.");
     }
-    let body = match http::read_body(request, 16 * 1024).await {
-        Ok(body) => body,
-        Err(BodyError::TooLarge) => {
-            return http::json_error(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "That post is larger than 16 KiB.",
-            );
-        }
-        Err(BodyError::Broken) => {
-            return http::json_error(StatusCode::BAD_REQUEST, "The post did not arrive whole.");
-        }
-    };
-    let post: PostRequest = match serde_json::from_slice(&body) {
-        Ok(post) => post,
-        Err(error) => {
-            let message = format!("The body is not the JSON this server expects ({error}).");
-            return http::json_error(StatusCode::BAD_REQUEST, &message);
-        }
-    };
-    match news::validate(&post.title, &post.body) {
+    match http::read_json_post(request, 16 * 1024).await {
         Ok(post) => http::json(StatusCode::CREATED, &feed.post(post)),
-        Err(errors) => http::json(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            &serde_json::json!({ "errors": errors }),
-        ),
+        Err(refusal) => refusal,
     }
 }

@@ -42,7 +42,6 @@ use shared::http;
 use shared::http::BodyError;
 use shared::http::Response;
 use shared::news;
-use shared::news::PostRequest;
 use shared::page;
 use shared::page::Layout;
 use shared::page::Listing;
@@ -237,37 +236,9 @@ fn news_since(app: &App, query: Option<&str>, headers: &HeaderMap) -> Response {
 /// with the stored item, or `422` with a message per field. Refusals are
 /// JSON too, so that the script can show them.
 async fn post_json(app: &App, request: Request<Incoming>) -> Response {
-    if !http::same_origin(request.headers()) {
-        let message =
-            "This request came from another site; only pages of this server may post here.";
-        return http::json_error(StatusCode::FORBIDDEN, message);
-    }
-    let body = match http::read_body(request, BODY_LIMIT).await {
-        Ok(body) => body,
-        Err(BodyError::TooLarge) => {
-            let message = "That post is larger than 16 KiB; nothing was stored.";
-            return http::json_error(StatusCode::PAYLOAD_TOO_LARGE, message);
-        }
-        Err(BodyError::Broken) => {
-            let message = "The post did not arrive whole; nothing was stored.";
-            return http::json_error(StatusCode::BAD_REQUEST, message);
-        }
-    };
-    let post: PostRequest = match serde_json::from_slice(&body) {
-        Ok(post) => post,
-        Err(error) => {
-            let message = format!(
-                "The body is not the JSON this server expects ({error}); nothing was stored."
-            );
-            return http::json_error(StatusCode::BAD_REQUEST, &message);
-        }
-    };
-    match news::validate(&post.title, &post.body) {
+    match http::read_json_post(request, BODY_LIMIT).await {
         Ok(post) => http::json(StatusCode::CREATED, &app.feed.post(post)),
-        Err(errors) => {
-            let answer = serde_json::json!({ "errors": errors });
-            http::json(StatusCode::UNPROCESSABLE_ENTITY, &answer)
-        }
+        Err(refusal) => refusal,
     }
 }
 

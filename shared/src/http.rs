@@ -36,6 +36,10 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
+use crate::news;
+use crate::news::NewPost;
+use crate::news::PostRequest;
+
 /// Every response body in the workshop is one buffer: pages, JSON, assets.
 pub type Body = Full<Bytes>;
 /// The response type of every handler.
@@ -337,6 +341,49 @@ pub fn json(status: StatusCode, value: &impl Serialize) -> Response {
 /// `{"error": "..."}` with a status: what JSON clients get for a bad request.
 pub fn json_error(status: StatusCode, message: &str) -> Response {
     json(status, &serde_json::json!({ "error": message }))
+}
+
+/// Reads a post that a page's script sent as JSON
+/// (`{"title":"...","body":"..."}`) and validates it: the post to store,
+/// or the answer that refuses it. `403` when it came from another site's
+/// page, `413` over `limit` bytes, `400` for a body that broke off or is
+/// not that JSON, `422` with `{"errors":{"title":"..."}}` for a post that
+/// breaks the rules. A refused post stores nothing.
+pub async fn read_json_post(request: Request<Incoming>, limit: usize) -> Result<NewPost, Response> {
+    if !same_origin(request.headers()) {
+        let message =
+            "This request came from another site; only pages of this server may post here.";
+        return Err(json_error(StatusCode::FORBIDDEN, message));
+    }
+    let body = match read_body(request, limit).await {
+        Ok(body) => body,
+        Err(BodyError::TooLarge) => {
+            let message = format!(
+                "That post is larger than {} KiB; nothing was stored.",
+                limit / 1024
+            );
+            return Err(json_error(StatusCode::PAYLOAD_TOO_LARGE, &message));
+        }
+        Err(BodyError::Broken) => {
+            let message = "The post did not arrive whole; nothing was stored.";
+            return Err(json_error(StatusCode::BAD_REQUEST, message));
+        }
+    };
+    let post: PostRequest = match serde_json::from_slice(&body) {
+        Ok(post) => post,
+        Err(error) => {
+            let message = format!(
+                "The body is not the JSON this server expects ({error}); nothing was stored."
+            );
+            return Err(json_error(StatusCode::BAD_REQUEST, &message));
+        }
+    };
+    news::validate(&post.title, &post.body).map_err(|errors| {
+        json(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            &serde_json::json!({ "errors": errors }),
+        )
+    })
 }
 
 /// 303 See Other: "the answer is over there, go GET it". After a form

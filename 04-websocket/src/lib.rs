@@ -62,7 +62,6 @@ use shared::feed::Batch;
 use shared::feed::Pushed;
 use shared::form::Fields;
 use shared::http;
-use shared::http::BodyError;
 use shared::http::Response;
 use shared::news;
 use shared::news::FieldErrors;
@@ -93,9 +92,6 @@ pub const STEP: &Step = &STEPS[3];
 /// The largest request body we read. A title and a text fit in a few KiB;
 /// anything bigger is refused before it fills our memory.
 const BODY_LIMIT: usize = 16 * 1024;
-
-/// What a browser sends when it submits a `<form method="post">`.
-const FORM: &str = "application/x-www-form-urlencoded";
 
 /// What the page's script sends when it posts.
 const JSON: &str = "application/json";
@@ -236,31 +232,9 @@ fn index(app: &App, layout: Layout, query: Option<&str>) -> Response {
 /// Every check comes before anything is stored, so a refused request
 /// changes nothing.
 async fn post_news(app: &App, layout: Layout, request: Request<Incoming>) -> Response {
-    // A form on another site can post here too, in the visitor's name: that
-    // is cross-site request forgery. Its `Origin` header gives it away.
-    if !http::same_origin(request.headers()) {
-        let message =
-            "This form was sent from another site; only pages of this server may post here.";
-        return page::error(layout, StatusCode::FORBIDDEN, message);
-    }
-    if !http::has_content_type(request.headers(), FORM) {
-        let message = "Send the post as a form (application/x-www-form-urlencoded).";
-        return page::error(layout, StatusCode::UNSUPPORTED_MEDIA_TYPE, message);
-    }
-    let body = match http::read_body(request, BODY_LIMIT).await {
-        Ok(body) => body,
-        Err(BodyError::TooLarge) => {
-            let message = "That post is larger than 16 KiB; nothing was stored.";
-            return page::error(layout, StatusCode::PAYLOAD_TOO_LARGE, message);
-        }
-        Err(BodyError::Broken) => {
-            let message = "The post did not arrive whole; nothing was stored.";
-            return page::error(layout, StatusCode::BAD_REQUEST, message);
-        }
-    };
-    let Ok(fields) = Fields::parse(&body) else {
-        let message = "The form data is not valid UTF-8 text; nothing was stored.";
-        return page::error(layout, StatusCode::BAD_REQUEST, message);
+    let fields = match page::read_form(&layout, request, BODY_LIMIT).await {
+        Ok(fields) => fields,
+        Err(refusal) => return refusal,
     };
     let title = fields.get("title").unwrap_or("");
     let text = fields.get("body").unwrap_or("");

@@ -10,12 +10,15 @@ use std::sync::Arc;
 
 use askama::Template;
 use hyper::HeaderMap;
+use hyper::Request;
 use hyper::StatusCode;
+use hyper::body::Incoming;
 use hyper::header;
 
 use crate::feed::Feed;
 use crate::form::Fields;
 use crate::http;
+use crate::http::BodyError;
 use crate::http::Response;
 use crate::news::FieldErrors;
 use crate::news::NewsItem;
@@ -128,7 +131,7 @@ impl Step {
 }
 
 /// What the layout (`base.html`) needs on every page.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Layout {
     /// The step serving this page.
     pub step: &'static Step,
@@ -302,6 +305,50 @@ impl PostForm {
         self.errors.get(field).map(String::as_str)
     }
 }
+
+/// Reads a post that the page's `<form method="post">` sent: its fields,
+/// or the error page that refuses it (a refused post stores nothing).
+/// `403` when it came from another site's page: a form elsewhere could
+/// post here in the visitor's name (cross-site request forgery), and its
+/// `Origin` header gives it away. `415` when it is not a form, `413` over
+/// `limit` bytes, `400` for a body that broke off or is not UTF-8 text.
+pub async fn read_form(
+    layout: &Layout,
+    request: Request<Incoming>,
+    limit: usize,
+) -> Result<Fields, Response> {
+    let refuse = |status, message: &str| error(layout.clone(), status, message);
+    if !http::same_origin(request.headers()) {
+        let message =
+            "This form was sent from another site; only pages of this server may post here.";
+        return Err(refuse(StatusCode::FORBIDDEN, message));
+    }
+    if !http::has_content_type(request.headers(), FORM) {
+        let message = "Send the post as a form (application/x-www-form-urlencoded).";
+        return Err(refuse(StatusCode::UNSUPPORTED_MEDIA_TYPE, message));
+    }
+    let body = match http::read_body(request, limit).await {
+        Ok(body) => body,
+        Err(BodyError::TooLarge) => {
+            let message = format!(
+                "That post is larger than {} KiB; nothing was stored.",
+                limit / 1024
+            );
+            return Err(refuse(StatusCode::PAYLOAD_TOO_LARGE, &message));
+        }
+        Err(BodyError::Broken) => {
+            let message = "The post did not arrive whole; nothing was stored.";
+            return Err(refuse(StatusCode::BAD_REQUEST, message));
+        }
+    };
+    Fields::parse(&body).map_err(|_| {
+        let message = "The form data is not valid UTF-8 text; nothing was stored.";
+        refuse(StatusCode::BAD_REQUEST, message)
+    })
+}
+
+/// What a browser sends when it submits a `<form method="post">`.
+const FORM: &str = "application/x-www-form-urlencoded";
 
 /// Renders a template into a response; a template that fails to render is
 /// a bug, logged and answered with 500.

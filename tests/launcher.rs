@@ -139,14 +139,7 @@ async fn a_post_through_one_step_is_seen_through_every_other() {
     )
     .await;
     support::wait_until("05's post is stored", async || launcher.feed.cursor() == 2).await;
-    let page = support::client()
-        .get(format!("{}/", launcher.steps[0]))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let page = support::page(format!("{}/", launcher.steps[0])).await;
     assert!(page.contains("Hello from the 2010s"));
 
     launcher.shutdown.trigger();

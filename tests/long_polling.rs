@@ -41,14 +41,7 @@ async fn promptly<T>(future: impl Future<Output = T>) -> T {
 async fn the_page_asks_again_at_once() {
     let _snapshots = support::snapshots();
     let server = start().await;
-    let page = support::client()
-        .get(server.url("/"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let page = support::page(server.url("/")).await;
     assert!(page.contains("new XMLHttpRequest()"));
     assert!(page.contains("if (news.live) poll();"));
     assert!(page.contains("Right now 0 requests are waiting"));

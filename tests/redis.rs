@@ -148,29 +148,14 @@ async fn the_page_renders_and_serves_its_client() {
     };
     let _snapshots = support::snapshots();
     let server = server(&redis.url, &prefix(), 1_000).await;
-    let client = support::client();
-    let page = client
-        .get(server.url("/"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let page = support::page(server.url("/")).await;
     assert!(page.contains(r#"<script src="/rooms.js"></script>"#));
     // The feed's cursor comes from the Redis server's clock.
     insta::with_settings!({ filters => vec![(r#"data-cursor="\d+""#, r#"data-cursor="[clock]""#)] }, {
         insta::assert_snapshot!("06_page", page);
     });
 
-    let library = client
-        .get(server.url("/rooms.js"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let library = support::page(server.url("/rooms.js")).await;
     assert_eq!(library, include_str!("../06-redis/static/rooms.js"));
     server.stop().await;
 }

@@ -42,14 +42,7 @@ async fn the_page_uses_the_served_client_library() {
     let _snapshots = support::snapshots();
     let server = start().await;
     let client = support::client();
-    let page = client
-        .get(server.url("/"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let page = support::page(server.url("/")).await;
     assert!(page.contains(r#"<script src="/rooms.js"></script>"#));
     assert!(page.contains(r#"type="file""#), "the form offers an image");
     insta::assert_snapshot!("05_page", page);

@@ -69,14 +69,7 @@ fn handshake(server: &Running, path: &str, extra: &str) -> String {
 async fn the_page_opens_one_websocket() {
     let _snapshots = support::snapshots();
     let server = start().await;
-    let page = support::client()
-        .get(server.url("/"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let page = support::page(server.url("/")).await;
     assert!(page.contains("socket = new WebSocket(url);"));
     assert!(!page.contains("XMLHttpRequest"), "no polling left");
     insta::assert_snapshot!("04_page", page);

@@ -20,14 +20,7 @@ async fn start() -> Running {
 async fn the_page_polls_with_xmlhttprequest() {
     let _snapshots = support::snapshots();
     let server = start().await;
-    let page = support::client()
-        .get(server.url("/"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let page = support::page(server.url("/")).await;
     assert!(page.contains("new XMLHttpRequest()"));
     assert!(page.contains("setTimeout(poll, 2000)"));
     assert!(page.contains(r#"<template id="item-template">"#));
@@ -43,14 +36,7 @@ async fn the_interval_is_a_flag() {
         xhr_polling::run(listener, feed, options, shutdown)
     })
     .await;
-    let page = support::client()
-        .get(server.url("/"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let page = support::page(server.url("/")).await;
     assert!(page.contains("setTimeout(poll, 500)"));
     server.stop().await;
 }

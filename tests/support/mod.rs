@@ -139,3 +139,15 @@ pub fn client() -> reqwest::Client {
         .build()
         .expect("a plain HTTP client builds")
 }
+
+/// GETs a page (or any text) as a browser would, and returns its text.
+pub async fn page(url: impl reqwest::IntoUrl) -> String {
+    client()
+        .get(url)
+        .send()
+        .await
+        .expect("the server answers")
+        .text()
+        .await
+        .expect("the answer is text")
+}

@@ -29,6 +29,7 @@ use std::time::Duration;
 use std::time::Instant;
 
 use hyper::StatusCode;
+use hyper::header::HeaderValue;
 use serde::Deserialize;
 use tokio::sync::oneshot;
 
@@ -315,8 +316,10 @@ async fn polling(client: Client, mut stop: Stop) -> ClientLog {
             Http::connect(&client.target, &page.log.tally).await?
         };
         page.ready();
-        let mut cursor = client.cursor;
-        let mut etag = None;
+        let mut question = Question {
+            cursor: client.cursor,
+            etag: None,
+        };
         let mut wait = client.first_wait;
         loop {
             // The page's `setTimeout(poll, interval)` after every answer.
@@ -325,20 +328,9 @@ async fn polling(client: Client, mut stop: Stop) -> ClientLog {
                 _ = &mut stop => return Ok(()),
             }
             wait = client.interval;
-            let path = format!("/news?since={cursor}");
-            let answer = tokio::select! {
-                answer = http.get(&path, etag.as_ref()) => answer?,
+            tokio::select! {
+                asked = ask(&mut page, &mut http, &mut question) => asked?,
                 _ = &mut stop => return Ok(()),
-            };
-            match answer.status {
-                StatusCode::OK => {
-                    let batch: Batch = parse(&answer.body)?;
-                    page.show(&batch.items, batch.reset);
-                    cursor = batch.cursor;
-                    etag = answer.etag;
-                }
-                StatusCode::NOT_MODIFIED => {}
-                status => return Err(format!("GET {path} answered {status}")),
             }
         }
     }
@@ -358,28 +350,44 @@ async fn long_polling(client: Client, mut stop: Stop) -> ClientLog {
         // Ready as soon as the first question is on its way; the bench
         // checks with `/stats` that the server has parked it.
         page.ready();
-        let mut cursor = client.cursor;
-        let mut etag = None;
+        let mut question = Question {
+            cursor: client.cursor,
+            etag: None,
+        };
         loop {
-            let path = format!("/news?since={cursor}");
-            let answer = tokio::select! {
-                answer = http.get(&path, etag.as_ref()) => answer?,
+            tokio::select! {
+                asked = ask(&mut page, &mut http, &mut question) => asked?,
                 _ = &mut stop => return Ok(()),
-            };
-            match answer.status {
-                StatusCode::OK => {
-                    let batch: Batch = parse(&answer.body)?;
-                    page.show(&batch.items, batch.reset);
-                    cursor = batch.cursor;
-                    etag = answer.etag;
-                }
-                StatusCode::NOT_MODIFIED => {}
-                status => return Err(format!("GET {path} answered {status}")),
             }
         }
     }
     .await;
     page.end(result)
+}
+
+/// What a polling page (02, 03) sends with its next question: its cursor,
+/// and the `ETag` of its last answer for `If-None-Match`.
+struct Question {
+    cursor: u64,
+    etag: Option<HeaderValue>,
+}
+
+/// One `GET /news?since=CURSOR`: shows what came, if anything (a `304` is
+/// "nothing new"), and moves the question on.
+async fn ask(page: &mut Page<'_>, http: &mut Http, question: &mut Question) -> Result<(), String> {
+    let path = format!("/news?since={}", question.cursor);
+    let answer = http.get(&path, question.etag.as_ref()).await?;
+    match answer.status {
+        StatusCode::OK => {
+            let batch: Batch = parse(&answer.body)?;
+            page.show(&batch.items, batch.reset);
+            question.cursor = batch.cursor;
+            question.etag = answer.etag;
+            Ok(())
+        }
+        StatusCode::NOT_MODIFIED => Ok(()),
+        status => Err(format!("GET {path} answered {status}")),
+    }
 }
 
 /// Step 04: one socket; a snapshot, then a frame per item.

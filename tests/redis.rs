@@ -20,6 +20,7 @@ use shared::Shutdown;
 use support::Running;
 use support::api;
 use support::redis_server::RedisServer;
+use support::rooms::announced_in;
 use support::rooms::ask;
 use support::rooms::join;
 use support::rooms::member;
@@ -647,15 +648,10 @@ async fn the_admin_sees_the_rooms_of_every_server() {
         announced,
         json!({ "type": "announced", "ref": "a1", "rooms": 2 })
     );
-    let mut got = Vec::new();
-    while got.len() < 2 {
-        let news = next_of(&mut bob, "news").await;
-        if news["item"]["title"] == "Break in 5 minutes" {
-            got.push(news["room"].as_str().unwrap().to_owned());
-        }
-    }
-    got.sort();
-    assert_eq!(got, ["general", "go"]);
+    assert_eq!(
+        announced_in(&mut bob, "Break in 5 minutes", 2).await,
+        ["general", "go"]
+    );
     a.stop().await;
     b.stop().await;
 }

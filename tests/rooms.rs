@@ -9,6 +9,7 @@ use rooms::Options;
 use serde_json::json;
 use shared::Feed;
 use support::Running;
+use support::rooms::announced_in;
 use support::rooms::ask;
 use support::rooms::join;
 use support::rooms::member;
@@ -515,15 +516,7 @@ async fn the_admin_sees_every_room_and_announces_to_all() {
         (&mut alice, ["general", "rust"]),
         (&mut bob, ["general", "go"]),
     ] {
-        let mut got = Vec::new();
-        while got.len() < 2 {
-            let news = next_of(socket, "news").await;
-            if news["item"]["title"] == "Break in 5 minutes" {
-                got.push(news["room"].as_str().unwrap().to_owned());
-            }
-        }
-        got.sort();
-        assert_eq!(got, rooms);
+        assert_eq!(announced_in(socket, "Break in 5 minutes", 2).await, rooms);
     }
 
     // Ordinary sockets cannot announce.

@@ -81,3 +81,17 @@ pub fn png(size: usize) -> Vec<u8> {
     bytes.extend((0..size - 8).map(|i| (i % 251) as u8));
     bytes
 }
+
+/// The rooms an announcement reached this socket in, sorted: its next
+/// `count` news items titled `title`, skipping any other news.
+pub async fn announced_in(socket: &mut Socket, title: &str, count: usize) -> Vec<String> {
+    let mut rooms = Vec::new();
+    while rooms.len() < count {
+        let news = next_of(socket, "news").await;
+        if news["item"]["title"] == title {
+            rooms.push(news["room"].as_str().unwrap().to_owned());
+        }
+    }
+    rooms.sort();
+    rooms
+}

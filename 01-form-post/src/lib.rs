@@ -12,7 +12,10 @@
 //! - `POST /news` takes the form. A valid post answers `303 See Other` to
 //!   `/`, and the browser loads the page again with the new item on it.
 //!   An invalid one answers `422` with the page, the messages beside the
-//!   fields and what was typed kept in them.
+//!   fields and what was typed kept in them. Reading the form
+//!   (`page::read_form` in `shared`) refuses one sent from another site's
+//!   page: that would be cross-site request forgery, and the browser's
+//!   `Origin` header gives it away.
 //!
 //! Run it with `cargo run -p form-post` and open http://127.0.0.1:3001/ in
 //! two tabs. Post in one: the other shows nothing until you reload it. In the

@@ -5,10 +5,12 @@
 //! - [`feed`]: the feed itself: bounded history, cursors, resets, waiting
 //!   for the next item (long polling) and push subscriptions (WebSocket).
 //! - [`http`]: the accept loop, graceful shutdown, body limits, the Origin
-//!   check, response helpers and the one log line per request.
+//!   check, reading a post sent as JSON, response helpers and the one log
+//!   line per request.
 //! - [`form`]: decoding `application/x-www-form-urlencoded`.
 //! - [`page`]: the steps, the layout, the listing and the post form that
-//!   the shared templates (`shared/templates`) render.
+//!   the shared templates (`shared/templates`) render, and reading a post
+//!   sent by that form.
 //! - [`push`]: encoding each pushed item once, and counting open sockets.
 //! - [`token`]: a random token, and comparing one in constant time.
 //! - [`assets`]: the stylesheet and scripts every step serves.

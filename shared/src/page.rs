@@ -1,6 +1,6 @@
 //! What every step's page is made of: the list of steps (for the navigation
 //! and the era header), the feed listing with search and paging, the post
-//! form with its errors, and the error page.
+//! form with its errors (and reading what it sends), and the error page.
 //!
 //! The templates live in `shared/templates` and every step finds them through
 //! the `dirs` of its `askama.toml`, so all steps render the same markup and a

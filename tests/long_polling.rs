@@ -245,10 +245,48 @@ async fn past_the_cap_the_answer_is_503_with_retry_after() {
     assert_eq!(response.headers()[header::RETRY_AFTER], "5");
     let (_, stats) = api::get_json(&server, "/stats").await;
     assert_eq!(stats["refused"], 1);
+    // A refusal takes no place, so it gives none back either.
+    assert_eq!(stats["parked"], 2);
 
     api::post(&server, "wake up").await;
     for waiter in waiters {
         assert_eq!(promptly(waiter).await.unwrap(), StatusCode::OK);
+    }
+    support::wait_until("every place is given back", async || parked(&server).await == 0).await;
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn long_polls_keep_working_after_refusals() {
+    // The README's own exercise: `--max-parked 1` and two tabs.
+    let server = start_with(Options { max_parked: 1 }).await;
+    for round in 0..3 {
+        let cursor = server.feed.answer(None).cursor;
+        let waiting = tokio::spawn({
+            let url = server.url(&format!("/news?since={cursor}"));
+            async move {
+                let response = support::client().get(url).send().await.unwrap();
+                (response.status(), response.json::<Value>().await.unwrap())
+            }
+        });
+        support::wait_until("one request is parked", async || parked(&server).await == 1).await;
+        for _ in 0..2 {
+            let refused = support::client()
+                .get(server.url(&format!("/news?since={cursor}")))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(refused.status(), StatusCode::SERVICE_UNAVAILABLE, "round {round}");
+        }
+        let (_, stats) = api::get_json(&server, "/stats").await;
+        assert_eq!(stats["parked"], 1, "round {round}: {stats}");
+        assert_eq!(stats["refused"], 2 * (round + 1), "round {round}");
+
+        let item = api::post(&server, &format!("news {round}")).await;
+        let (status, answer) = promptly(waiting).await.unwrap();
+        assert_eq!(status, StatusCode::OK, "round {round}");
+        assert_eq!(api::ids(&answer), [item], "round {round}");
+        support::wait_until("the place is given back", async || parked(&server).await == 0).await;
     }
     server.stop().await;
 }

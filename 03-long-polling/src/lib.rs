@@ -131,7 +131,9 @@ impl Stats {
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |parked| {
                 (parked < max).then_some(parked + 1)
             });
-        taken.is_ok().then_some(Parked(self))
+        // `map`, not `then_some`: a `Parked` made for a refused place would
+        // be dropped at once, and give back a place it never took.
+        taken.ok().map(|_| Parked(self))
     }
 }
 

@@ -28,6 +28,8 @@ use shared::page::STEPS;
 use shared::page::Step;
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
+use tracing::Instrument;
+use tracing::info_span;
 
 /// The listeners of a launcher: the index page and each step it runs.
 pub struct Listeners {
@@ -109,26 +111,43 @@ pub async fn serve(listeners: Listeners, feed: Feed, shutdown: Shutdown) -> io::
         let port = listener.local_addr()?.port();
         panes.push(Pane { step, port });
         let (feed, stop) = (feed.clone(), shutdown.clone());
+        // Each step runs in a span named after it, so that every line it
+        // logs starts with its number: `03: GET /news?since=41 200 OK`.
         match step.number {
-            "01" => tasks.spawn(form_post::run(listener, feed, stop)),
-            "02" => tasks.spawn(xhr_polling::run(listener, feed, Default::default(), stop)),
-            "03" => tasks.spawn(long_polling::run(listener, feed, Default::default(), stop)),
-            "04" => tasks.spawn(websocket::run(listener, feed, Default::default(), stop)),
-            "05" => tasks.spawn(rooms::run(listener, feed, Default::default(), stop)),
+            "01" => tasks.spawn(form_post::run(listener, feed, stop).instrument(info_span!("01"))),
+            "02" => tasks.spawn(
+                xhr_polling::run(listener, feed, Default::default(), stop)
+                    .instrument(info_span!("02")),
+            ),
+            "03" => tasks.spawn(
+                long_polling::run(listener, feed, Default::default(), stop)
+                    .instrument(info_span!("03")),
+            ),
+            "04" => tasks.spawn(
+                websocket::run(listener, feed, Default::default(), stop)
+                    .instrument(info_span!("04")),
+            ),
+            "05" => tasks.spawn(
+                rooms::run(listener, feed, Default::default(), stop).instrument(info_span!("05")),
+            ),
             // 06 keeps its rooms in Redis, shared with its other servers
             // rather than with the other steps: it takes only the feed's size.
-            "06" => tasks.spawn(redis_rooms::run(listener, feed, Default::default(), stop)),
+            "06" => tasks.spawn(
+                redis_rooms::run(listener, feed, Default::default(), stop)
+                    .instrument(info_span!("06")),
+            ),
             other => unreachable!("step {other} is not known to the launcher"),
         };
     }
     let index = Index { panes, feed };
     let addr: SocketAddr = listeners.index.local_addr()?;
     tracing::info!("the workshop index listening on http://{addr}/");
-    tasks.spawn(http::serve(
-        listeners.index,
-        shutdown.clone(),
-        move |request| route(index.clone(), request),
-    ));
+    tasks.spawn(
+        http::serve(listeners.index, shutdown.clone(), move |request| {
+            route(index.clone(), request)
+        })
+        .instrument(info_span!("index")),
+    );
 
     let mut result = Ok(());
     while let Some(ended) = tasks.join_next().await {

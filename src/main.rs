@@ -45,22 +45,25 @@ async fn main() -> ExitCode {
         Err(error) => return shared::cli::report(Err(error)),
     };
 
+    // With `--host 0.0.0.0` every address of this machine answers; print
+    // them all, so that the leader can read out the one the room reaches.
+    let hosts = shared::cli::reachable_hosts(&args.host);
     println!("\nThe workshop is running. Open the index, or each step in a tab of its own:\n");
-    println!(
-        "     {:<14} http://{}:{}/",
-        "Side by side", args.host, args.base_port
-    );
-    for (step, listener) in &listeners.steps {
-        let port = listener.local_addr().map_or(0, |addr| addr.port());
+    for host in &hosts {
         println!(
-            "  {} {:<14} http://{}:{port}/",
-            step.number, step.name, args.host
+            "     {:<14} http://{host}:{}/",
+            "Side by side", args.base_port
         );
+        for (step, listener) in &listeners.steps {
+            let port = listener.local_addr().map_or(0, |addr| addr.port());
+            println!("  {} {:<14} http://{host}:{port}/", step.number, step.name);
+        }
+        println!();
     }
     if let Some(skipped) = skipped {
-        println!("\n{skipped}");
+        println!("{skipped}\n");
     }
-    println!("\nEvery step serves the same feed: post in one, watch the others.");
+    println!("Every step serves the same feed: post in one, watch the others.");
     if listeners.steps.iter().any(|(step, _)| step.number == "06") {
         println!("(06 keeps its rooms in Redis: post in its own pane.)");
     }

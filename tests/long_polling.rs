@@ -42,10 +42,9 @@ async fn the_page_asks_again_at_once() {
     let _snapshots = support::snapshots();
     let server = start().await;
     let page = support::page(server.url("/")).await;
-    assert!(page.contains("new XMLHttpRequest()"));
-    assert!(page.contains("if (news.live) poll();"));
-    assert!(page.contains("Right now 0 requests are waiting"));
-    insta::assert_snapshot!("03_page", page);
+    assert!(page.contains("XMLHttpRequest"));
+    assert!(page.contains("When this page was made, 0 requests were waiting"));
+    insta::assert_snapshot!("03_page", support::markup(&page));
     server.stop().await;
 }
 

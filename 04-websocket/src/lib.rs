@@ -85,6 +85,7 @@ use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::Role;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tracing::Instrument;
 
 /// This step: its number, name and port, for the page and the launcher.
 pub const STEP: &Step = &STEPS[3];
@@ -347,7 +348,10 @@ where
             }
             Err(error) => tracing::warn!(%error, "the upgrade did not complete"),
         }
-    });
+    }
+    // The socket's log lines keep the request's context (in the launcher,
+    // the step's number).
+    .in_current_span());
 
     let mut response = http::response(StatusCode::SWITCHING_PROTOCOLS, "text/plain", "");
     response.headers_mut().remove(header::CONTENT_TYPE);

@@ -112,6 +112,7 @@ use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::Role;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tracing::Instrument;
 
 /// This step: its number, name and port, for the page and the launcher.
 pub const STEP: &Step = &STEPS[5];
@@ -267,9 +268,9 @@ pub async fn run(
     // The three tasks that keep this server in step with Redis. Dropping
     // the set when `run` ends stops them.
     let mut tasks = JoinSet::new();
-    tasks.spawn(read_rooms(rooms.clone(), shutdown.clone()));
-    tasks.spawn(count_members(rooms.clone(), shutdown.clone()));
-    tasks.spawn(watch_redis(rooms.clone(), shutdown.clone()));
+    tasks.spawn(read_rooms(rooms.clone(), shutdown.clone()).in_current_span());
+    tasks.spawn(count_members(rooms.clone(), shutdown.clone()).in_current_span());
+    tasks.spawn(watch_redis(rooms.clone(), shutdown.clone()).in_current_span());
     let sockets = app.sockets.clone();
     http::serve(listener, shutdown, move |request| {
         route(app.clone(), request)
@@ -512,7 +513,10 @@ where
             }
             Err(error) => tracing::warn!(%error, "the upgrade did not complete"),
         }
-    });
+    }
+    // The socket's log lines keep the request's context (in the launcher,
+    // the step's number).
+    .in_current_span());
 
     let mut response = http::response(StatusCode::SWITCHING_PROTOCOLS, "text/plain", "");
     response.headers_mut().remove(header::CONTENT_TYPE);

@@ -2,6 +2,7 @@
 //! the log output participants watch.
 
 use std::io;
+use std::net::IpAddr;
 
 use tokio::net::TcpListener;
 
@@ -44,13 +45,48 @@ pub async fn bind(host: &str, port: u16, step: &Step, flag: &str) -> io::Result<
         };
         io::Error::new(error.kind(), format!("{}: {hint}: {error}", step.slug))
     })?;
-    let address = listener.local_addr()?;
-    tracing::info!(
-        "{} {} listening on http://{address}/",
-        step.number,
-        step.name
-    );
+    let port = listener.local_addr()?.port();
+    for host in reachable_hosts(host) {
+        tracing::info!(
+            "{} {} listening on http://{host}:{port}/",
+            step.number,
+            step.name
+        );
+    }
     Ok(listener)
+}
+
+/// The host names people can type to reach a server listening on `host`.
+///
+/// `0.0.0.0` (or `::`) means "every interface of this machine", which is
+/// not an address anyone can open: for it, this lists the machine's own
+/// addresses, loopback first (`127.0.0.1`, then `192.168.1.20`, ...), so
+/// that the leader can read out the one the room can reach. Any other host
+/// is given back as it is.
+pub fn reachable_hosts(host: &str) -> Vec<String> {
+    let everywhere = host
+        .parse::<IpAddr>()
+        .is_ok_and(|address| address.is_unspecified());
+    if !everywhere {
+        return vec![host.to_owned()];
+    }
+    let mut hosts = vec!["127.0.0.1".to_owned()];
+    let interfaces = if_addrs::get_if_addrs().unwrap_or_default();
+    hosts.extend(
+        interfaces
+            .iter()
+            .filter(|interface| !interface.is_loopback())
+            .filter_map(|interface| match interface.ip() {
+                // Link-local IPv6 addresses need a zone (`%eth0`) that
+                // browsers do not take in a URL: leave them out.
+                IpAddr::V6(address) if address.is_unicast_link_local() => None,
+                IpAddr::V6(address) if host.contains(':') => Some(format!("[{address}]")),
+                IpAddr::V6(_) => None,
+                IpAddr::V4(address) => Some(address.to_string()),
+            }),
+    );
+    hosts.dedup();
+    hosts
 }
 
 /// Turns how a step's `main` ended into its exit code, printing the error

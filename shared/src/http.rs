@@ -35,6 +35,7 @@ use serde::Serialize;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
+use tracing::Instrument;
 
 use crate::news;
 use crate::news::NewPost;
@@ -147,7 +148,8 @@ where
         let _ = stream.set_nodelay(true);
         let handler = handler.clone();
         let shutdown = shutdown.clone();
-        connections.spawn(async move {
+        connections.spawn(
+            async move {
             let service = service_fn(move |request| logged(handler.clone(), request));
             let mut builder = http1::Builder::new();
             builder
@@ -168,7 +170,11 @@ where
             if let Err(error) = result {
                 log_connection_error(peer, &error);
             }
-        });
+        }
+            // Each connection's log lines keep the server's context: in the
+            // launcher, the number of the step they belong to.
+            .in_current_span(),
+        );
     }
 
     drop(listener);

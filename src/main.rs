@@ -8,6 +8,7 @@ use clap::Parser;
 use shared::Feed;
 use shared::Shutdown;
 use shared::feed::DEFAULT_CAPACITY;
+use shared::flood::DEFAULT_POSTS;
 
 /// Every era of the real-time web, side by side.
 #[derive(Parser)]
@@ -26,12 +27,17 @@ struct Args {
     /// How many items the shared feed keeps.
     #[arg(long, default_value_t = DEFAULT_CAPACITY)]
     history: usize,
+    /// How many posts one client address may send to a step per 10
+    /// seconds; past that, 429 Too Many Requests. 0 lifts the limit.
+    #[arg(long, env = "POST_LIMIT", default_value_t = DEFAULT_POSTS)]
+    post_limit: usize,
 }
 
 #[tokio::main]
 async fn main() -> ExitCode {
     let args = Args::parse();
     shared::cli::init_logging();
+    shared::flood::set_policy(args.post_limit);
     let steps = match workshop::select(&args.steps) {
         Ok(steps) => steps,
         Err(message) => {

@@ -5,6 +5,7 @@ mod support;
 
 use reqwest::StatusCode;
 use reqwest::header;
+use shared::news::NewPost;
 use support::Running;
 
 const FORM: &str = "application/x-www-form-urlencoded";
@@ -214,13 +215,18 @@ async fn unknown_paths_and_wrong_methods_are_explained() {
 #[tokio::test]
 async fn search_and_paging_walk_the_history() {
     let server = start().await;
+    // Sixty posts, straight into the feed: one client may only post 20 in
+    // 10 seconds over HTTP.
     for i in 1..=60 {
         let title = if i % 20 == 0 {
             "Rust release"
         } else {
             "Weather"
         };
-        post_form(&server, &format!("title={title}+{i}&body=")).await;
+        server.feed.post(NewPost {
+            title: format!("{title} {i}"),
+            body: String::new(),
+        });
     }
 
     let (_, page) = get_page(&server, "/").await;
@@ -304,4 +310,23 @@ async fn a_client_that_vanishes_mid_post_stores_nothing() {
     let feed = server.feed.clone();
     server.stop().await;
     assert_eq!(feed.cursor(), 0);
+}
+
+#[tokio::test]
+async fn a_client_posting_too_fast_gets_429_and_the_page_says_why() {
+    let server = start().await;
+    for i in 0..20 {
+        let response = post_form(&server, &format!("title=post+{i}&body=")).await;
+        assert_eq!(response.status(), StatusCode::SEE_OTHER, "post {i}");
+    }
+    let response = post_form(&server, "title=one+too+many&body=").await;
+    assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert!(response.headers().contains_key(header::RETRY_AFTER));
+    let page = response.text().await.unwrap();
+    assert!(
+        page.contains("Too many posts: at most 20 in 10 seconds"),
+        "{page}"
+    );
+    assert_eq!(server.feed.latest(50).len(), 20, "the 21st was not stored");
+    server.stop().await;
 }

@@ -247,3 +247,78 @@ async fn a_port_in_use_is_named_with_the_flag_that_changes_it() {
     );
     assert!(message.contains("--base-port"), "{message}");
 }
+
+/// `cargo run`'s binary, as a leader starts it: it serves, labels each
+/// line of its log with the step it comes from, counts posts by
+/// `--post-limit`, and stops with exit code 0 on Ctrl-C.
+#[tokio::test]
+async fn the_binary_labels_its_log_limits_posts_and_stops_on_ctrl_c() {
+    use std::io::Read;
+    use std::process::Stdio;
+
+    // A base port whose step 02 port is free too.
+    let base = loop {
+        let free = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = free.local_addr().unwrap().port();
+        if base < 65_000 && TcpListener::bind(("127.0.0.1", base + 2)).await.is_ok() {
+            break base;
+        }
+    };
+    let mut launcher = std::process::Command::new(env!("CARGO_BIN_EXE_workshop"))
+        .args(["--steps", "2", "--post-limit", "3"])
+        .args(["--base-port", &base.to_string()])
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("the launcher starts");
+    let step = Running {
+        addr: ([127, 0, 0, 1], base + 2).into(),
+        feed: Feed::new(10),
+        shutdown: Shutdown::new(),
+        task: tokio::spawn(async { Ok(()) }),
+    };
+    support::wait_until("step 02 answers", async || {
+        support::client().get(step.url("/")).send().await.is_ok()
+    })
+    .await;
+
+    for i in 0..3 {
+        let response = api::post_json(&step, &json!({ "title": format!("{i}") }).to_string()).await;
+        assert_eq!(response.status(), StatusCode::CREATED);
+    }
+    let response = api::post_json(&step, r#"{"title":"one too many"}"#).await;
+    assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert!(
+        response
+            .text()
+            .await
+            .unwrap()
+            .contains("at most 3 in 10 seconds")
+    );
+
+    let pid = launcher.id() as libc::pid_t;
+    // SAFETY: kill only sends a signal to the process we started.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGINT) }, 0);
+    let stopped = tokio::time::Instant::now();
+    let status = loop {
+        if let Some(status) = launcher.try_wait().unwrap() {
+            break status;
+        }
+        if stopped.elapsed() > Duration::from_secs(5) {
+            launcher.kill().unwrap();
+            panic!("the launcher did not stop within 5 s of Ctrl-C");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(status.success(), "{status}");
+
+    let mut log = String::new();
+    let mut stdout = launcher.stdout.take().unwrap();
+    stdout.read_to_string(&mut log).unwrap();
+    assert!(log.contains("02: POST /news 201 Created"), "{log}");
+    assert!(
+        log.contains("02: POST /news 429 Too Many Requests"),
+        "{log}"
+    );
+}

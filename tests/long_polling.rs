@@ -114,6 +114,13 @@ async fn bad_posts_store_nothing() {
 }
 
 #[tokio::test]
+async fn posting_too_fast_is_refused_with_429() {
+    let server = start().await;
+    api::posting_too_fast_is_refused_with_429(&server).await;
+    server.stop().await;
+}
+
+#[tokio::test]
 async fn newer_items_are_answered_at_once() {
     let server = start().await;
     api::post(&server, "already here").await;
@@ -251,7 +258,10 @@ async fn past_the_cap_the_answer_is_503_with_retry_after() {
     for waiter in waiters {
         assert_eq!(promptly(waiter).await.unwrap(), StatusCode::OK);
     }
-    support::wait_until("every place is given back", async || parked(&server).await == 0).await;
+    support::wait_until("every place is given back", async || {
+        parked(&server).await == 0
+    })
+    .await;
     server.stop().await;
 }
 
@@ -275,7 +285,11 @@ async fn long_polls_keep_working_after_refusals() {
                 .send()
                 .await
                 .unwrap();
-            assert_eq!(refused.status(), StatusCode::SERVICE_UNAVAILABLE, "round {round}");
+            assert_eq!(
+                refused.status(),
+                StatusCode::SERVICE_UNAVAILABLE,
+                "round {round}"
+            );
         }
         let (_, stats) = api::get_json(&server, "/stats").await;
         assert_eq!(stats["parked"], 1, "round {round}: {stats}");
@@ -285,7 +299,10 @@ async fn long_polls_keep_working_after_refusals() {
         let (status, answer) = promptly(waiting).await.unwrap();
         assert_eq!(status, StatusCode::OK, "round {round}");
         assert_eq!(api::ids(&answer), [item], "round {round}");
-        support::wait_until("the place is given back", async || parked(&server).await == 0).await;
+        support::wait_until("the place is given back", async || {
+            parked(&server).await == 0
+        })
+        .await;
     }
     server.stop().await;
 }

@@ -53,13 +53,7 @@ async fn the_page_uses_the_served_client_library() {
         library.headers()["content-type"],
         "text/javascript; charset=utf-8"
     );
-    assert!(
-        library
-            .text()
-            .await
-            .unwrap()
-            .contains("new WebSocket(")
-    );
+    assert!(library.text().await.unwrap().contains("new WebSocket("));
 
     let admin = client.get(server.url("/admin")).send().await.unwrap();
     assert_eq!(admin.status(), StatusCode::OK);

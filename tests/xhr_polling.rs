@@ -95,6 +95,13 @@ async fn bad_posts_store_nothing() {
 }
 
 #[tokio::test]
+async fn posting_too_fast_is_refused_with_429() {
+    let server = start().await;
+    api::posting_too_fast_is_refused_with_429(&server).await;
+    server.stop().await;
+}
+
+#[tokio::test]
 async fn polling_answers_at_once_even_when_nothing_is_new() {
     let server = start().await;
     let (status, answer) = api::get_json(&server, "/news?since=0").await;

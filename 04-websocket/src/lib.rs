@@ -335,23 +335,25 @@ where
     // Ask hyper for the connection once the 101 has gone out. This must be
     // taken from the request before we answer; the future resolves after.
     let on_upgrade = hyper::upgrade::on(&mut request);
-    tokio::spawn(async move {
-        match on_upgrade.await {
-            Ok(upgraded) => {
-                let socket = WebSocketStream::from_raw_socket(
-                    TokioIo::new(upgraded),
-                    Role::Server,
-                    Some(socket_config()),
-                )
-                .await;
-                session(socket).await;
+    tokio::spawn(
+        async move {
+            match on_upgrade.await {
+                Ok(upgraded) => {
+                    let socket = WebSocketStream::from_raw_socket(
+                        TokioIo::new(upgraded),
+                        Role::Server,
+                        Some(socket_config()),
+                    )
+                    .await;
+                    session(socket).await;
+                }
+                Err(error) => tracing::warn!(%error, "the upgrade did not complete"),
             }
-            Err(error) => tracing::warn!(%error, "the upgrade did not complete"),
         }
-    }
-    // The socket's log lines keep the request's context (in the launcher,
-    // the step's number).
-    .in_current_span());
+        // The socket's log lines keep the request's context (in the launcher,
+        // the step's number).
+        .in_current_span(),
+    );
 
     let mut response = http::response(StatusCode::SWITCHING_PROTOCOLS, "text/plain", "");
     response.headers_mut().remove(header::CONTENT_TYPE);

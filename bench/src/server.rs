@@ -75,6 +75,8 @@ impl Server {
         let mut child = command
             .arg(era.serve_command())
             .args(["--host", "127.0.0.1", "--port", "0"])
+            // The bench posts bursts of 200 from one address on purpose.
+            .args(["--post-limit", "0"])
             .args(flags)
             .env("RUST_LOG", "warn")
             .stdin(Stdio::piped())

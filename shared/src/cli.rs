@@ -7,6 +7,7 @@ use std::net::IpAddr;
 use tokio::net::TcpListener;
 
 use crate::feed::DEFAULT_CAPACITY;
+use crate::flood::DEFAULT_POSTS;
 use crate::page::Step;
 
 /// Where a step listens and how much history it keeps.
@@ -22,11 +23,17 @@ pub struct Server {
     /// How many items the feed keeps.
     #[arg(long, default_value_t = DEFAULT_CAPACITY)]
     pub history: usize,
+    /// How many posts one client address may send per 10 seconds; past
+    /// that, 429 Too Many Requests. 0 lifts the limit.
+    #[arg(long, env = "POST_LIMIT", default_value_t = DEFAULT_POSTS)]
+    pub post_limit: usize,
 }
 
 impl Server {
-    /// Binds the step's port and prints where to open it.
+    /// Binds the step's port and prints where to open it; the server it
+    /// starts then counts posts by `--post-limit`.
     pub async fn bind(&self, step: &Step) -> io::Result<TcpListener> {
+        crate::flood::set_policy(self.post_limit);
         bind(&self.host, self.port.unwrap_or(step.port), step, "--port").await
     }
 }

@@ -37,6 +37,9 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tracing::Instrument;
 
+use crate::flood;
+use crate::flood::Client;
+use crate::flood::PostLimit;
 use crate::news;
 use crate::news::NewPost;
 use crate::news::PostRequest;
@@ -128,6 +131,8 @@ where
     F: Future<Output = Response> + Send + 'static,
 {
     let mut connections = JoinSet::new();
+    // This server's count of who posted lately (see `flood`).
+    let post_limit = Arc::new(PostLimit::default());
     loop {
         let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -148,29 +153,35 @@ where
         let _ = stream.set_nodelay(true);
         let handler = handler.clone();
         let shutdown = shutdown.clone();
+        let post_limit = post_limit.clone();
         connections.spawn(
             async move {
-            let service = service_fn(move |request| logged(handler.clone(), request));
-            let mut builder = http1::Builder::new();
-            builder
-                .timer(TokioTimer::new())
-                .header_read_timeout(HEADER_TIMEOUT);
-            let connection = builder
-                .serve_connection(TokioIo::new(stream), service)
-                .with_upgrades();
-            let mut connection = pin!(connection);
-            let result = tokio::select! {
-                result = connection.as_mut() => result,
-                () = shutdown.wait() => {
-                    // Finish the request in progress, then close.
-                    connection.as_mut().graceful_shutdown();
-                    connection.await
+                let service = service_fn(move |mut request: Request<Incoming>| {
+                    // Who is asking, and the count their posts fall under.
+                    request.extensions_mut().insert(Client(peer.ip()));
+                    request.extensions_mut().insert(post_limit.clone());
+                    logged(handler.clone(), request)
+                });
+                let mut builder = http1::Builder::new();
+                builder
+                    .timer(TokioTimer::new())
+                    .header_read_timeout(HEADER_TIMEOUT);
+                let connection = builder
+                    .serve_connection(TokioIo::new(stream), service)
+                    .with_upgrades();
+                let mut connection = pin!(connection);
+                let result = tokio::select! {
+                    result = connection.as_mut() => result,
+                    () = shutdown.wait() => {
+                        // Finish the request in progress, then close.
+                        connection.as_mut().graceful_shutdown();
+                        connection.await
+                    }
+                };
+                if let Err(error) = result {
+                    log_connection_error(peer, &error);
                 }
-            };
-            if let Err(error) = result {
-                log_connection_error(peer, &error);
             }
-        }
             // Each connection's log lines keep the server's context: in the
             // launcher, the number of the step they belong to.
             .in_current_span(),
@@ -352,7 +363,7 @@ pub fn json_error(status: StatusCode, message: &str) -> Response {
 /// Reads a post that a page's script sent as JSON
 /// (`{"title":"...","body":"..."}`) and validates it: the post to store,
 /// or the answer that refuses it. `403` when it came from another site's
-/// page, `413` over `limit` bytes, `400` for a body that broke off or is
+/// page, `429` when its client posts too fast, `413` over `limit` bytes, `400` for a body that broke off or is
 /// not that JSON, `422` with `{"errors":{"title":"..."}}` for a post that
 /// breaks the rules. A refused post stores nothing.
 pub async fn read_json_post(request: Request<Incoming>, limit: usize) -> Result<NewPost, Response> {
@@ -360,6 +371,12 @@ pub async fn read_json_post(request: Request<Incoming>, limit: usize) -> Result<
         let message =
             "This request came from another site; only pages of this server may post here.";
         return Err(json_error(StatusCode::FORBIDDEN, message));
+    }
+    if let Err(refusal) = flood::admit(request.extensions()) {
+        return Err(too_many_posts(
+            json_error(StatusCode::TOO_MANY_REQUESTS, &refusal.message),
+            &refusal,
+        ));
     }
     let body = match read_body(request, limit).await {
         Ok(body) => body,
@@ -390,6 +407,16 @@ pub async fn read_json_post(request: Request<Incoming>, limit: usize) -> Result<
             &serde_json::json!({ "errors": errors }),
         )
     })
+}
+
+/// Adds `Retry-After` to a `429 Too Many Requests`: when the client may
+/// post again.
+pub fn too_many_posts(response: Response, refusal: &flood::Refusal) -> Response {
+    with_header(
+        response,
+        header::RETRY_AFTER,
+        &refusal.retry_after.to_string(),
+    )
 }
 
 /// 303 See Other: "the answer is over there, go GET it". After a form

@@ -7,6 +7,8 @@
 //! - [`http`]: the accept loop, graceful shutdown, body limits, the Origin
 //!   check, reading a post sent as JSON, response helpers and the one log
 //!   line per request.
+//! - [`flood`]: how many posts one client may send (20 in 10 s), and the
+//!   `429` past that.
 //! - [`form`]: decoding `application/x-www-form-urlencoded`.
 //! - [`page`]: the steps, the layout, the listing and the post form that
 //!   the shared templates (`shared/templates`) render, and reading a post
@@ -19,6 +21,7 @@
 pub mod assets;
 pub mod cli;
 pub mod feed;
+pub mod flood;
 pub mod form;
 pub mod http;
 pub mod news;

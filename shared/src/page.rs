@@ -16,6 +16,7 @@ use hyper::body::Incoming;
 use hyper::header;
 
 use crate::feed::Feed;
+use crate::flood;
 use crate::form::Fields;
 use crate::http;
 use crate::http::BodyError;
@@ -310,7 +311,8 @@ impl PostForm {
 /// or the error page that refuses it (a refused post stores nothing).
 /// `403` when it came from another site's page: a form elsewhere could
 /// post here in the visitor's name (cross-site request forgery), and its
-/// `Origin` header gives it away. `415` when it is not a form, `413` over
+/// `Origin` header gives it away. `415` when it is not a form, `429` when
+/// its client posts too fast (see [`flood`]), `413` over
 /// `limit` bytes, `400` for a body that broke off or is not UTF-8 text.
 pub async fn read_form(
     layout: &Layout,
@@ -326,6 +328,10 @@ pub async fn read_form(
     if !http::has_content_type(request.headers(), FORM) {
         let message = "Send the post as a form (application/x-www-form-urlencoded).";
         return Err(refuse(StatusCode::UNSUPPORTED_MEDIA_TYPE, message));
+    }
+    if let Err(refusal) = flood::admit(request.extensions()) {
+        let page = refuse(StatusCode::TOO_MANY_REQUESTS, &refusal.message);
+        return Err(http::too_many_posts(page, &refusal));
     }
     let body = match http::read_body(request, limit).await {
         Ok(body) => body,

@@ -98,9 +98,20 @@ pub async fn cursors_give_exactly_the_missed_items(server: &Running) {
 /// The same, with `suffix` added to the last request (which finds nothing
 /// new: a long poll waits there, so step 03 passes `&timeout=1`).
 pub async fn cursors_give_exactly_the_missed_items_then_wait(server: &Running, suffix: &str) {
+    // Thirty items: ten through the API, the rest straight into the feed
+    // (one client may post only 20 in 10 s over HTTP).
     let mut posted = Vec::new();
     for i in 0..30 {
-        posted.push(post(server, &format!("item {i}")).await);
+        let id = if i < 10 {
+            post(server, &format!("item {i}")).await
+        } else {
+            let post = shared::news::NewPost {
+                title: format!("item {i}"),
+                body: String::new(),
+            };
+            server.feed.post(post).id
+        };
+        posted.push(id);
     }
     for seen in 0..posted.len() - 1 {
         let cursor = posted[seen];
@@ -198,6 +209,63 @@ pub async fn json_and_form_posts_both_work(server: &Running) {
         .map(|item| item.title.clone())
         .collect();
     assert_eq!(titles, ["by form", "by script"]);
+}
+
+/// One client posting in a loop: 20 posts in 10 s are stored, whichever
+/// way they come; the next is refused with `429` and `Retry-After`, by
+/// script and by form alike, and is not stored.
+pub async fn posting_too_fast_is_refused_with_429(server: &Running) {
+    for i in 0..20 {
+        let body = if i % 2 == 0 {
+            post_json(server, &json!({ "title": format!("post {i}") }).to_string()).await
+        } else {
+            post_form(server, &format!("title=post+{i}&body=")).await
+        };
+        assert!(
+            body.status().is_success() || body.status() == StatusCode::SEE_OTHER,
+            "post {i}"
+        );
+    }
+    let stored = server.feed.answer(None).cursor;
+
+    let refused = post_json(server, r#"{"title":"one too many"}"#).await;
+    assert_eq!(refused.status(), StatusCode::TOO_MANY_REQUESTS);
+    let wait: u64 = refused.headers()[header::RETRY_AFTER]
+        .to_str()
+        .unwrap()
+        .parse()
+        .expect("Retry-After in seconds");
+    assert!((1..=10).contains(&wait), "Retry-After: {wait}");
+    let message = refused.json::<Value>().await.unwrap()["error"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(message.contains("at most 20 in 10 seconds"), "{message}");
+    assert!(message.contains("Nothing was stored"), "{message}");
+
+    let refused = post_form(server, "title=one+too+many&body=").await;
+    assert_eq!(refused.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert!(refused.headers().contains_key(header::RETRY_AFTER));
+    let page = refused.text().await.unwrap();
+    assert!(page.contains("Too many posts"), "{page}");
+
+    assert_eq!(
+        server.feed.answer(None).cursor,
+        stored,
+        "nothing more was stored"
+    );
+}
+
+/// `POST /news` with a form, from a page of this server.
+pub async fn post_form(server: &Running, body: &str) -> reqwest::Response {
+    super::client()
+        .post(server.url("/news"))
+        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .header(header::ORIGIN, server.origin())
+        .body(body.to_owned())
+        .send()
+        .await
+        .expect("the step answers")
 }
 
 /// Every refusal is clear and stores nothing.

@@ -31,6 +31,11 @@ struct Args {
     /// seconds; past that, 429 Too Many Requests. 0 lifts the limit.
     #[arg(long, env = "POST_LIMIT", default_value_t = DEFAULT_POSTS)]
     post_limit: usize,
+    /// A name the steps are reached by besides this machine's addresses (a
+    /// DNS name, or an HTTPS tunnel's or proxy's), comma-separated or
+    /// repeated. Requests for other names get 421.
+    #[arg(long, env = "ALLOWED_HOST", value_delimiter = ',')]
+    allowed_host: Vec<String>,
 }
 
 #[tokio::main]
@@ -38,6 +43,7 @@ async fn main() -> ExitCode {
     let args = Args::parse();
     shared::cli::init_logging();
     shared::flood::set_policy(args.post_limit);
+    shared::hosts::allow(&args.allowed_host);
     let steps = match workshop::select(&args.steps) {
         Ok(steps) => steps,
         Err(message) => {

@@ -250,7 +250,9 @@ async fn a_port_in_use_is_named_with_the_flag_that_changes_it() {
 
 /// `cargo run`'s binary, as a leader starts it: it serves, labels each
 /// line of its log with the step it comes from, counts posts by
-/// `--post-limit`, and stops with exit code 0 on Ctrl-C.
+/// `--post-limit`, takes posts from a page served through an HTTPS tunnel
+/// it was told of with `--allowed-host`, and stops with exit code 0 on
+/// Ctrl-C.
 #[tokio::test]
 async fn the_binary_labels_its_log_limits_posts_and_stops_on_ctrl_c() {
     use std::io::Read;
@@ -266,6 +268,7 @@ async fn the_binary_labels_its_log_limits_posts_and_stops_on_ctrl_c() {
     };
     let mut launcher = std::process::Command::new(env!("CARGO_BIN_EXE_workshop"))
         .args(["--steps", "2", "--post-limit", "3"])
+        .args(["--allowed-host", "tunnel.example"])
         .args(["--base-port", &base.to_string()])
         .env("RUST_LOG", "info")
         .stdout(Stdio::piped())
@@ -283,10 +286,22 @@ async fn the_binary_labels_its_log_limits_posts_and_stops_on_ctrl_c() {
     })
     .await;
 
-    for i in 0..3 {
+    for i in 0..2 {
         let response = api::post_json(&step, &json!({ "title": format!("{i}") }).to_string()).await;
         assert_eq!(response.status(), StatusCode::CREATED);
     }
+    // A page served through the tunnel: `https://tunnel.example`, and the
+    // tunnel passes its name on in `Host`.
+    let through_tunnel = support::client()
+        .post(step.url("/news"))
+        .header(header::HOST, "tunnel.example")
+        .header(header::ORIGIN, "https://tunnel.example")
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(r#"{"title":"through the tunnel"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(through_tunnel.status(), StatusCode::CREATED);
     let response = api::post_json(&step, r#"{"title":"one too many"}"#).await;
     assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
     assert!(

@@ -27,13 +27,21 @@ pub struct Server {
     /// that, 429 Too Many Requests. 0 lifts the limit.
     #[arg(long, env = "POST_LIMIT", default_value_t = DEFAULT_POSTS)]
     pub post_limit: usize,
+    /// A name this server is reached by besides its own addresses (a DNS
+    /// name, or an HTTPS tunnel's or proxy's), comma-separated or repeated.
+    /// Requests for other names get 421; pages served through these may
+    /// post over https too.
+    #[arg(long, env = "ALLOWED_HOST", value_delimiter = ',')]
+    pub allowed_host: Vec<String>,
 }
 
 impl Server {
     /// Binds the step's port and prints where to open it; the server it
-    /// starts then counts posts by `--post-limit`.
+    /// starts then counts posts by `--post-limit` and answers the names of
+    /// `--allowed-host`.
     pub async fn bind(&self, step: &Step) -> io::Result<TcpListener> {
         crate::flood::set_policy(self.post_limit);
+        crate::hosts::allow(&self.allowed_host);
         bind(&self.host, self.port.unwrap_or(step.port), step, "--port").await
     }
 }

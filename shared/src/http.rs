@@ -40,6 +40,8 @@ use tracing::Instrument;
 use crate::flood;
 use crate::flood::Client;
 use crate::flood::PostLimit;
+use crate::hosts;
+use crate::hosts::OwnHosts;
 use crate::news;
 use crate::news::NewPost;
 use crate::news::PostRequest;
@@ -133,6 +135,8 @@ where
     let mut connections = JoinSet::new();
     // This server's count of who posted lately (see `flood`).
     let post_limit = Arc::new(PostLimit::default());
+    // The names this server answers to (see `hosts`).
+    let own_hosts = Arc::new(OwnHosts::for_listener(listener.local_addr()?));
     loop {
         let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -154,13 +158,14 @@ where
         let handler = handler.clone();
         let shutdown = shutdown.clone();
         let post_limit = post_limit.clone();
+        let own_hosts = own_hosts.clone();
         connections.spawn(
             async move {
                 let service = service_fn(move |mut request: Request<Incoming>| {
                     // Who is asking, and the count their posts fall under.
                     request.extensions_mut().insert(Client(peer.ip()));
                     request.extensions_mut().insert(post_limit.clone());
-                    logged(handler.clone(), request)
+                    logged(handler.clone(), own_hosts.clone(), request)
                 });
                 let mut builder = http1::Builder::new();
                 builder
@@ -203,13 +208,27 @@ where
     Ok(())
 }
 
-/// Runs the handler and writes the one log line a participant watches:
-/// `GET /news?since=41 200 OK 0.3 ms`.
-async fn logged<H, F>(handler: H, request: Request<Incoming>) -> Result<Response, Infallible>
+/// Runs the handler, for a name this server answers to, and writes the one
+/// log line a participant watches: `GET /news?since=41 200 OK 0.3 ms`.
+async fn logged<H, F>(
+    handler: H,
+    own_hosts: Arc<OwnHosts>,
+    request: Request<Incoming>,
+) -> Result<Response, Infallible>
 where
     H: Fn(Request<Incoming>) -> F,
     F: Future<Output = Response>,
 {
+    let handler = |request: Request<Incoming>| async {
+        if own_hosts.accepts(request.headers()) {
+            handler(request).await
+        } else {
+            // DNS rebinding, or a name the leader did not add: nothing here
+            // is meant for that name.
+            let message = hosts::misdirected_message(request.headers());
+            json_error(StatusCode::MISDIRECTED_REQUEST, &message)
+        }
+    };
     if !tracing::enabled!(tracing::Level::INFO) {
         // `RUST_LOG=warn` (the bench): no line, so nothing to prepare.
         return Ok(handler(request).await);
@@ -293,19 +312,40 @@ pub async fn read_body(request: Request<Incoming>, limit: usize) -> Result<Bytes
 /// submit a form to us (that is how cross-site request forgery works), but it
 /// cannot lie about its origin. So: no `Origin` at all (curl, an old
 /// browser) is fine; an `Origin` must name this very server
-/// (`http://` + the `Host` the request was sent to); anything else,
-/// including `null` from sandboxed frames, is refused.
+/// (`http://` + the `Host` the request was sent to), or a name the leader
+/// added with `--allowed-host`, over `http://` or `https://` (a tunnel or
+/// TLS proxy in front of us; see `hosts`); anything else, including `null`
+/// from sandboxed frames, is refused.
 pub fn same_origin(headers: &HeaderMap) -> bool {
     let Some(origin) = headers.get(header::ORIGIN) else {
         return true;
     };
-    let Some(host) = headers.get(header::HOST) else {
+    let Some((scheme, rest)) = origin
+        .to_str()
+        .ok()
+        .and_then(|origin| origin.split_once("://"))
+    else {
         return false;
     };
-    origin
-        .as_bytes()
-        .strip_prefix(b"http://")
-        .is_some_and(|rest| rest.eq_ignore_ascii_case(host.as_bytes()))
+    let this_server = headers
+        .get(header::HOST)
+        .is_some_and(|host| rest.as_bytes().eq_ignore_ascii_case(host.as_bytes()));
+    let added = hosts::allowed_names().contains(&hosts::name_of(rest).to_ascii_lowercase());
+    (scheme == "http" && this_server) || ((scheme == "http" || scheme == "https") && added)
+}
+
+/// What a page of another site is told when it tries to post or open a
+/// socket here: which origin was refused, and what to do if it is ours.
+pub fn foreign_origin_message(headers: &HeaderMap, what: &str) -> String {
+    let origin = headers
+        .get(header::ORIGIN)
+        .and_then(|origin| origin.to_str().ok())
+        .unwrap_or("(unreadable)");
+    format!(
+        "{what} came from another site ({origin}); only pages of this server may post here. \
+         If that is this server seen through an HTTPS tunnel or proxy, start it with \
+         --allowed-host and the tunnel's name."
+    )
 }
 
 /// Does the request's `Content-Type` name this media type (parameters such
@@ -368,9 +408,8 @@ pub fn json_error(status: StatusCode, message: &str) -> Response {
 /// breaks the rules. A refused post stores nothing.
 pub async fn read_json_post(request: Request<Incoming>, limit: usize) -> Result<NewPost, Response> {
     if !same_origin(request.headers()) {
-        let message =
-            "This request came from another site; only pages of this server may post here.";
-        return Err(json_error(StatusCode::FORBIDDEN, message));
+        let message = foreign_origin_message(request.headers(), "This request");
+        return Err(json_error(StatusCode::FORBIDDEN, &message));
     }
     if let Err(refusal) = flood::admit(request.extensions()) {
         return Err(too_many_posts(

@@ -10,6 +10,8 @@
 //! - [`flood`]: how many posts one client may send (20 in 10 s), and the
 //!   `429` past that.
 //! - [`form`]: decoding `application/x-www-form-urlencoded`.
+//! - [`hosts`]: the names a server answers to (DNS rebinding), and
+//!   `--allowed-host` for tunnels and proxies.
 //! - [`page`]: the steps, the layout, the listing and the post form that
 //!   the shared templates (`shared/templates`) render, and reading a post
 //!   sent by that form.
@@ -23,6 +25,7 @@ pub mod cli;
 pub mod feed;
 pub mod flood;
 pub mod form;
+pub mod hosts;
 pub mod http;
 pub mod news;
 pub mod page;

@@ -321,9 +321,8 @@ pub async fn read_form(
 ) -> Result<Fields, Response> {
     let refuse = |status, message: &str| error(layout.clone(), status, message);
     if !http::same_origin(request.headers()) {
-        let message =
-            "This form was sent from another site; only pages of this server may post here.";
-        return Err(refuse(StatusCode::FORBIDDEN, message));
+        let message = http::foreign_origin_message(request.headers(), "This form");
+        return Err(refuse(StatusCode::FORBIDDEN, &message));
     }
     if !http::has_content_type(request.headers(), FORM) {
         let message = "Send the post as a form (application/x-www-form-urlencoded).";

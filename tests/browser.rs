@@ -5,6 +5,7 @@
 //! both tabs. The network meter counts what the transport costs. Steps 04
 //! and 05 are stopped and started again under an open page, which finds
 //! its way back by itself; step 05 keeps rooms apart and carries images.
+//! Two tabs of step 03 in one browser each have a question waiting.
 //! The launcher's index shows all five at once. A screenshot of each step
 //! and of the index lands in `target/screenshots/`.
 //!
@@ -271,6 +272,42 @@ async fn step_03_shows_news_at_once_and_waits_quietly() {
     assert!(meter.latency.ends_with(" ms"), "{meter:?}");
 
     a.screenshot("03-long-polling").await;
+    browser.close().await;
+    server.stop().await;
+}
+
+/// Two tabs of one browser ask the same question at first ("anything after
+/// this cursor?"): each must still be a request of its own on the server,
+/// not one that the browser holds back behind the other's.
+#[tokio::test]
+async fn step_03_keeps_two_tabs_of_one_browser_live() {
+    let Some(mut browser) = Browser::launch().await else {
+        return;
+    };
+    let server = support::start_with_feed(feed_with_news(), |listener, feed, shutdown| {
+        long_polling::run(listener, feed, long_polling::Options::default(), shutdown)
+    })
+    .await;
+    // Nothing is posted yet: both tabs wait for news after the same cursor.
+    let (a, b) = two_tabs(&mut browser, &server).await;
+    let parked = async || api::get_json(&server, "/stats").await.1["parked"] == 2;
+    support::wait_until("both tabs have a request waiting at once", parked).await;
+
+    // News posted from elsewhere reaches both of them at once.
+    let title = "Seen by both tabs";
+    let posted = tokio::time::Instant::now();
+    api::post(&server, title).await;
+    for tab in [&a, &b] {
+        tab.wait_for_title(title).await;
+        let delay = posted.elapsed();
+        assert!(
+            delay <= Duration::from_secs(1),
+            "{} showed the news {delay:?} after it was posted",
+            tab.name
+        );
+    }
+    // And both ask again, each with a question of its own.
+    support::wait_until("both tabs wait again", parked).await;
     browser.close().await;
     server.stop().await;
 }

@@ -168,11 +168,32 @@ async fn step_01_shows_news_after_a_reload() {
     };
     let server = support::start_with_feed(feed_with_news(), form_post::run).await;
     let (a, b) = two_tabs(&mut browser, &server).await;
-    let scripts = a.run("return document.scripts.length;", Value::Null).await;
-    assert_eq!(scripts, 0, "step 01 is a page without JavaScript");
+    let scripts = a
+        .run(
+            "return Array.from(document.scripts, (script) => new URL(script.src).pathname);",
+            Value::Null,
+        )
+        .await;
+    assert_eq!(
+        scripts,
+        json!(["/static/meter.js"]),
+        "step 01 has no JavaScript but the meter's"
+    );
 
     news_reaches_the_other_tab(&a, &b, Updates::OnReload).await;
     html_stays_text(&a, &b, Updates::OnReload).await;
+
+    // The meter counts page loads: tab B was loaded three times, each time
+    // with news. Once more, and it is a whole page for nothing new.
+    wait_for_meter(&b, "requests", "3").await;
+    b.reload().await;
+    wait_for_meter(&b, "requests", "4").await;
+    let meter = b.meter().await;
+    assert_eq!(meter.empty, "1", "{meter:?}");
+    assert_ne!(meter.bytes, "0 B", "{meter:?}");
+    // Tab A posted: from Post to the page showing the item.
+    let meter = a.meter().await;
+    assert!(meter.latency.ends_with(" ms"), "{meter:?}");
 
     b.screenshot("01-form-post").await;
     browser.close().await;
@@ -555,6 +576,15 @@ async fn the_launcher_shows_every_era_side_by_side() {
     ];
     for pane in &panes {
         pane.wait_for_title("Workshop starts at ten").await;
+        // Every pane shows its meter, 01 included, inside the pane.
+        pane.meter().await;
+        pane.wait_for(
+            "the meter is in sight",
+            "const box = document.querySelector('aside.meter').getBoundingClientRect(); \
+             return box.height > 0 && box.top >= 0 && box.bottom <= innerHeight;",
+            Value::Null,
+        )
+        .await;
     }
 
     // One post in the index's box...
@@ -583,7 +613,11 @@ async fn the_launcher_shows_every_era_side_by_side() {
     index.click("section.step-01 button.reload").await;
     panes[0].wait_for_title(title).await;
 
-    // Each pane's meter counts its own way of finding out.
+    // Each pane's meter counts its own way of finding out: 01 a whole page
+    // per look (it was loaded twice)...
+    wait_for_meter(&panes[0], "requests", "2").await;
+    let meter = panes[0].meter().await;
+    assert_ne!(meter.bytes, "0 B", "{}: {meter:?}", panes[0].name);
     for pane in &panes[3..] {
         let meter = pane.meter().await;
         assert_eq!(meter.requests, "1", "{}: {meter:?}", pane.name);

@@ -3,7 +3,8 @@
 //! In the first decade of the web a page was a document. The only way to
 //! change what you saw was to load another one: follow a link, or submit a
 //! form. This step serves the news feed exactly like that, with no
-//! JavaScript at all:
+//! JavaScript of its own (the network meter that every step has in its
+//! footer is the one script on the page, and it only counts page loads):
 //!
 //! - `GET /` renders the whole page: the post form, a search form, the
 //!   latest 50 items and a link to older ones. `?q=` searches,

@@ -1,4 +1,4 @@
-// meter.js: the network meter in the footer of steps 02 to 05.
+// meter.js: the network meter in the footer of every step.
 //
 // It counts what this page sends and receives, so that the cost of each
 // era is something you can point at:
@@ -13,7 +13,12 @@
 // It works by wrapping XMLHttpRequest, fetch and WebSocket before the page's
 // own script uses them: the page does not have to tell it anything, except
 // which post it is waiting for (meter.posted) and what it showed (meter.shown).
+//
+// Step 01 has no script of its own, and loads this one with
+// data-count="page-loads": there the requests are the page loads themselves
+// (see countPageLoads, at the end).
 const meter = (() => {
+  const countsPageLoads = document.currentScript?.dataset.count === 'page-loads';
   const stats = { requests: 0, empty: 0, bytes: 0, framesIn: 0, framesOut: 0 };
   let latency = null;
   let socketState = null;
@@ -137,6 +142,35 @@ const meter = (() => {
       }
     });
   }
+
+  // Step 01: every look is a GET of the whole page, and every post a POST
+  // answered 303, then that GET. Each load starts a new page, and this
+  // script with it, so this tab's counts wait in sessionStorage (kept per
+  // tab and per origin while the tab is open) for the next load. The
+  // browser's Navigation Timing says what this load cost.
+  function countPageLoads() {
+    const saved = JSON.parse(sessionStorage.getItem('meter')) ?? {};
+    Object.assign(stats, saved.stats);
+    latency = saved.latency ?? null;
+    draw();
+    const cursor = document.getElementById('items')?.dataset.cursor;
+    window.addEventListener('load', () => {
+      const [load] = performance.getEntriesByType('navigation');
+      // From the browser's cache (Back, say): no request, nothing received.
+      if (load.transferSize === 0) return;
+      stats.requests += 1 + load.redirectCount;
+      stats.bytes += load.transferSize;
+      // Nothing newer than on the last load: a whole page for nothing.
+      if (saved.stats && saved.cursor === cursor) stats.empty++;
+      // Redirected here: by the 303 that answers a post. The load started
+      // when Post was pressed, and the new item is on screen once the page
+      // is read.
+      if (load.redirectCount > 0) latency = load.domInteractive;
+      sessionStorage.setItem('meter', JSON.stringify({ stats, latency, cursor }));
+      draw();
+    });
+  }
+  if (countsPageLoads) countPageLoads();
 
   return { posted, shown, stats };
 })();

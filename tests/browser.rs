@@ -851,3 +851,62 @@ impl Launcher {
             .expect("the launcher ended cleanly");
     }
 }
+
+#[tokio::test]
+async fn step_06_says_when_its_redis_is_away_and_comes_back_by_itself() {
+    let Some(mut redis) = support::redis_server::RedisServer::own() else {
+        return;
+    };
+    let Some(mut browser) = Browser::launch().await else {
+        return;
+    };
+    let options = redis_rooms::Options {
+        redis: redis.url.clone(),
+        redis_prefix: format!("browser-{}", &shared::token::random()[..12]),
+        admin_token: Some("a-long-enough-admin-token".into()),
+        ..Default::default()
+    };
+    let server = support::start_with_feed(Feed::new(1_000), |listener, feed, shutdown| {
+        redis_rooms::run(listener, feed, options, shutdown)
+    })
+    .await;
+    let page = browser.open("the page", &server.url("/")).await;
+    wait_for_meter(&page, "socket", "open").await;
+
+    // Redis stops: the socket closes with 1013, and every reconnect is
+    // refused (503, which the browser reports as 1006). The page keeps
+    // saying why, instead of a bare close code.
+    redis.stop();
+    let status = "return document.querySelector('.form-status').textContent;";
+    page.wait_for(
+        "the page says the server lost Redis",
+        "return document.querySelector('.form-status').textContent\
+         .includes('Redis');",
+        Value::Null,
+    )
+    .await;
+    page.wait_for(
+        "a refused reconnect (1006) still says why",
+        "return /Disconnected \\(1006\\): .*Redis.*Reconnecting by itself/\
+         .test(document.querySelector('.form-status').textContent);",
+        Value::Null,
+    )
+    .await;
+
+    // Redis is back: the page reconnects by itself, the message goes, and
+    // a post goes through.
+    redis.start();
+    wait_for_meter(&page, "socket", "open").await;
+    page.wait_for(
+        "the message is gone",
+        "return !document.querySelector('.form-status').textContent.startsWith('Disconnected');",
+        Value::Null,
+    )
+    .await;
+    let shown = page.run(status, Value::Null).await;
+    assert!(!shown.as_str().unwrap_or("").contains("Redis"), "{shown}");
+    page.post("Redis is back", "").await;
+    wait_for_shown_title(&page, "Redis is back").await;
+    browser.close().await;
+    server.stop().await;
+}

@@ -44,6 +44,7 @@ async fn main() -> ExitCode {
     shared::cli::init_logging();
     shared::flood::set_policy(args.post_limit);
     shared::hosts::allow(&args.allowed_host);
+    shared::cli::raise_fd_limit();
     let steps = match workshop::select(&args.steps) {
         Ok(steps) => steps,
         Err(message) => {

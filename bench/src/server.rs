@@ -384,26 +384,7 @@ pub fn warn_if_busy(what: &str, machine: Duration, ours: Duration, wall: Duratio
 /// simulated page holds a socket, and each socket is a file descriptor.
 /// The server, started later as a child, inherits the raised limit.
 pub fn raise_fd_limit() -> u64 {
-    let mut limit = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit and setrlimit only read and write `limit`.
-    unsafe {
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
-            return 1024;
-        }
-        if limit.rlim_cur < limit.rlim_max {
-            let raised = libc::rlimit {
-                rlim_cur: limit.rlim_max,
-                rlim_max: limit.rlim_max,
-            };
-            if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
-                limit = raised;
-            }
-        }
-    }
-    limit.rlim_cur
+    shared::cli::raise_fd_limit()
 }
 
 /// `target/bench/`: `$CARGO_TARGET_DIR/bench` when set, else next to the

@@ -42,6 +42,7 @@ impl Server {
     pub async fn bind(&self, step: &Step) -> io::Result<TcpListener> {
         crate::flood::set_policy(self.post_limit);
         crate::hosts::allow(&self.allowed_host);
+        raise_fd_limit();
         bind(&self.host, self.port.unwrap_or(step.port), step, "--port").await
     }
 }
@@ -102,6 +103,37 @@ pub fn reachable_hosts(host: &str) -> Vec<String> {
     );
     hosts.dedup();
     hosts
+}
+
+/// Raises this process's limit on open files to the most it may have.
+///
+/// Every connection is a file descriptor, and many systems start a
+/// process with a limit of 1,024: a thousand idle WebSockets, or a
+/// thousand clients that stall in the middle of a request, would use them
+/// all and lock everyone else out ("cannot accept a connection"). The hard
+/// limit is what the system allows this process without privileges
+/// (`ulimit -Hn`); returns it, as it is now.
+pub fn raise_fd_limit() -> u64 {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit and setrlimit only read and write the struct we pass.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
+            return 0;
+        }
+        if limit.rlim_cur < limit.rlim_max {
+            let raised = libc::rlimit {
+                rlim_cur: limit.rlim_max,
+                rlim_max: limit.rlim_max,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
+                limit = raised;
+            }
+        }
+    }
+    limit.rlim_cur
 }
 
 /// Turns how a step's `main` ended into its exit code, printing the error

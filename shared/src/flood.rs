@@ -132,18 +132,34 @@ impl Refusal {
     }
 }
 
-/// Counts a post sent with this request, or refuses it, by the limit and
-/// the client that [`http::serve`](crate::http::serve) put in its
-/// extensions. (A request without them, from a server of another kind,
-/// is not limited.)
-pub fn admit(extensions: &Extensions) -> Result<(), Refusal> {
-    match (
-        extensions.get::<Arc<PostLimit>>(),
-        extensions.get::<Client>(),
-    ) {
-        (Some(limit), Some(client)) => limit.admit(client.0),
-        _ => Ok(()),
+/// Who sends a request, and the limit their posts fall under, as
+/// [`http::serve`](crate::http::serve) put them in its extensions. Taken
+/// from the request before its body is read, asked once the post is in.
+#[derive(Clone, Debug)]
+pub struct Sender(Option<(Arc<PostLimit>, IpAddr)>);
+
+impl Sender {
+    /// The sender of the request with these extensions. (A request without
+    /// them, from a server of another kind, is not limited.)
+    pub fn of(extensions: &Extensions) -> Sender {
+        let limit = extensions.get::<Arc<PostLimit>>();
+        let client = extensions.get::<Client>();
+        Sender(limit.cloned().zip(client.map(|client| client.0)))
     }
+
+    /// Counts one post from this sender, or refuses it and says why.
+    pub fn admit(&self) -> Result<(), Refusal> {
+        match &self.0 {
+            Some((limit, client)) => limit.admit(*client),
+            None => Ok(()),
+        }
+    }
+}
+
+/// Counts a post sent with this request, or refuses it: the same as
+/// `Sender::of(extensions).admit()`.
+pub fn admit(extensions: &Extensions) -> Result<(), Refusal> {
+    Sender::of(extensions).admit()
 }
 
 /// `wait` in whole seconds, rounded up, as `Retry-After` wants it.

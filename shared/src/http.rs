@@ -285,7 +285,18 @@ pub enum BodyError {
     /// The client hung up or sent a broken body: answer 400 (if anyone is
     /// still listening).
     Broken,
+    /// The body did not arrive within [`BODY_TIMEOUT`]: answer 408 and
+    /// close the connection.
+    TooSlow,
 }
+
+/// How long a client may take to send a request's body, once its headers
+/// are in. The largest post is a few dozen KiB, which any client sends in
+/// well under a second; one that announces `Content-Length: 100` and sends
+/// 10 bytes, or trickles a byte a second, would otherwise hold its
+/// connection (and one of the process's file descriptors) forever, and a
+/// thousand of them would lock everyone else out.
+pub const BODY_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Reads a whole request body, refusing it as soon as it grows past `limit`
 /// bytes. A `Content-Length` over the limit is refused before reading a
@@ -298,12 +309,27 @@ pub async fn read_body(request: Request<Incoming>, limit: usize) -> Result<Bytes
     if declared.is_some_and(|length| length > limit as u64) {
         return Err(BodyError::TooLarge);
     }
-    match Limited::new(request.into_body(), limit).collect().await {
-        Ok(collected) => Ok(collected.to_bytes()),
-        Err(error) if error.is::<http_body_util::LengthLimitError>() => Err(BodyError::TooLarge),
-        Err(_) => Err(BodyError::Broken),
+    let reading = Limited::new(request.into_body(), limit).collect();
+    match tokio::time::timeout(BODY_TIMEOUT, reading).await {
+        Err(_) => Err(BodyError::TooSlow),
+        Ok(Ok(collected)) => Ok(collected.to_bytes()),
+        Ok(Err(error)) if error.is::<http_body_util::LengthLimitError>() => {
+            Err(BodyError::TooLarge)
+        }
+        Ok(Err(_)) => Err(BodyError::Broken),
     }
 }
+
+/// `408 Request Timeout` for a body that took too long, with `Connection:
+/// close`: what is left of that body will not be read, so the connection
+/// cannot carry another request.
+pub fn too_slow(response: Response) -> Response {
+    with_header(response, header::CONNECTION, "close")
+}
+
+/// What a client whose body took too long reads.
+pub const TOO_SLOW: &str =
+    "The post took more than 10 seconds to arrive; nothing was stored. Try again.";
 
 /// Is this request allowed to change something here?
 ///
@@ -403,7 +429,8 @@ pub fn json_error(status: StatusCode, message: &str) -> Response {
 /// Reads a post that a page's script sent as JSON
 /// (`{"title":"...","body":"..."}`) and validates it: the post to store,
 /// or the answer that refuses it. `403` when it came from another site's
-/// page, `429` when its client posts too fast, `413` over `limit` bytes, `400` for a body that broke off or is
+/// page, `429` when its client posts too fast, `413` over `limit` bytes,
+/// `408` for a body that takes more than [`BODY_TIMEOUT`] to arrive, `400` for a body that broke off or is
 /// not that JSON, `422` with `{"errors":{"title":"..."}}` for a post that
 /// breaks the rules. A refused post stores nothing.
 pub async fn read_json_post(request: Request<Incoming>, limit: usize) -> Result<NewPost, Response> {
@@ -411,12 +438,8 @@ pub async fn read_json_post(request: Request<Incoming>, limit: usize) -> Result<
         let message = foreign_origin_message(request.headers(), "This request");
         return Err(json_error(StatusCode::FORBIDDEN, &message));
     }
-    if let Err(refusal) = flood::admit(request.extensions()) {
-        return Err(too_many_posts(
-            json_error(StatusCode::TOO_MANY_REQUESTS, &refusal.message),
-            &refusal,
-        ));
-    }
+    // Taken before the body is read: `read_body` consumes the request.
+    let sender = flood::Sender::of(request.extensions());
     let body = match read_body(request, limit).await {
         Ok(body) => body,
         Err(BodyError::TooLarge) => {
@@ -430,7 +453,17 @@ pub async fn read_json_post(request: Request<Incoming>, limit: usize) -> Result<
             let message = "The post did not arrive whole; nothing was stored.";
             return Err(json_error(StatusCode::BAD_REQUEST, message));
         }
+        Err(BodyError::TooSlow) => {
+            return Err(too_slow(json_error(StatusCode::REQUEST_TIMEOUT, TOO_SLOW)));
+        }
     };
+    // Only a post that arrived whole counts against its client.
+    if let Err(refusal) = sender.admit() {
+        return Err(too_many_posts(
+            json_error(StatusCode::TOO_MANY_REQUESTS, &refusal.message),
+            &refusal,
+        ));
+    }
     let post: PostRequest = match serde_json::from_slice(&body) {
         Ok(post) => post,
         Err(error) => {

@@ -311,7 +311,8 @@ impl PostForm {
 /// or the error page that refuses it (a refused post stores nothing).
 /// `403` when it came from another site's page: a form elsewhere could
 /// post here in the visitor's name (cross-site request forgery), and its
-/// `Origin` header gives it away. `415` when it is not a form, `429` when
+/// `Origin` header gives it away. `408` for a body that takes more than
+/// [`http::BODY_TIMEOUT`] to arrive, `415` when it is not a form, `429` when
 /// its client posts too fast (see [`flood`]), `413` over
 /// `limit` bytes, `400` for a body that broke off or is not UTF-8 text.
 pub async fn read_form(
@@ -328,10 +329,8 @@ pub async fn read_form(
         let message = "Send the post as a form (application/x-www-form-urlencoded).";
         return Err(refuse(StatusCode::UNSUPPORTED_MEDIA_TYPE, message));
     }
-    if let Err(refusal) = flood::admit(request.extensions()) {
-        let page = refuse(StatusCode::TOO_MANY_REQUESTS, &refusal.message);
-        return Err(http::too_many_posts(page, &refusal));
-    }
+    // Taken before the body is read: `read_body` consumes the request.
+    let sender = flood::Sender::of(request.extensions());
     let body = match http::read_body(request, limit).await {
         Ok(body) => body,
         Err(BodyError::TooLarge) => {
@@ -345,7 +344,16 @@ pub async fn read_form(
             let message = "The post did not arrive whole; nothing was stored.";
             return Err(refuse(StatusCode::BAD_REQUEST, message));
         }
+        Err(BodyError::TooSlow) => {
+            let page = refuse(StatusCode::REQUEST_TIMEOUT, http::TOO_SLOW);
+            return Err(http::too_slow(page));
+        }
     };
+    // Only a post that arrived whole counts against its client.
+    if let Err(refusal) = sender.admit() {
+        let page = refuse(StatusCode::TOO_MANY_REQUESTS, &refusal.message);
+        return Err(http::too_many_posts(page, &refusal));
+    }
     Fields::parse(&body).map_err(|_| {
         let message = "The form data is not valid UTF-8 text; nothing was stored.";
         refuse(StatusCode::BAD_REQUEST, message)

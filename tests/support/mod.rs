@@ -95,17 +95,7 @@ where
 /// hold a thousand connections (two sockets each, as client and server live
 /// in one process), beyond the 1,024 many systems allow by default.
 pub fn raise_fd_limit() {
-    let mut limit = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit and setrlimit only read and write the struct we pass.
-    unsafe {
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 {
-            limit.rlim_cur = limit.rlim_max;
-            libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
-        }
-    }
+    shared::cli::raise_fd_limit();
 }
 
 /// Waits until `condition` holds, checking every 10 ms, for at most 10 s.

@@ -195,10 +195,11 @@ pub async fn run(
     options: Options,
     shutdown: Shutdown,
 ) -> io::Result<()> {
-    let admin_token: Arc<str> = match &options.admin_token {
-        Some(token) => token.as_str().into(),
-        None => shared::token::random().into(),
-    };
+    // Refuse to start with an empty or short token: it would open the
+    // admin namespace to anyone.
+    let admin_token: Arc<str> = shared::token::admin(options.admin_token.as_deref())
+        .map_err(|refusal| io::Error::new(io::ErrorKind::InvalidInput, refusal))?
+        .into();
     if options.admin_token.is_none() {
         let address = listener.local_addr()?;
         tracing::info!("05 admin page: http://{address}/admin#token={admin_token}");

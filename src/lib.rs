@@ -24,6 +24,7 @@ use shared::Shutdown;
 use shared::assets;
 use shared::http;
 use shared::http::Response;
+use shared::news;
 use shared::page::STEPS;
 use shared::page::Step;
 use tokio::net::TcpListener;
@@ -240,7 +241,7 @@ async fn post(feed: &Feed, request: Request<Incoming>) -> Response {
     if !http::has_content_type(request.headers(), "application/json") {
         return http::json_error(StatusCode::UNSUPPORTED_MEDIA_TYPE, "Send the post as JSON.");
     }
-    match http::read_json_post(request, 16 * 1024).await {
+    match http::read_json_post(request, news::MAX_POST_BYTES).await {
         Ok(post) => http::json(StatusCode::CREATED, &feed.post(post)),
         Err(refusal) => refusal,
     }

@@ -5,6 +5,7 @@ mod support;
 
 use reqwest::StatusCode;
 use reqwest::header;
+use shared::news::MAX_POST_BYTES;
 use shared::news::NewPost;
 use support::Running;
 
@@ -139,8 +140,8 @@ async fn bad_requests_get_a_clear_status_and_store_nothing() {
     let server = start().await;
     let client = support::client();
 
-    // Larger than 16 KiB: 413, refused before it is read.
-    let huge = format!("title=big&body={}", "x".repeat(17 * 1024));
+    // Larger than any valid post can be: 413, refused before it is read.
+    let huge = format!("title=big&body={}", "x".repeat(MAX_POST_BYTES));
     let response = post_form(&server, &huge).await;
     assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
     assert!(
@@ -148,7 +149,7 @@ async fn bad_requests_get_a_clear_status_and_store_nothing() {
             .text()
             .await
             .unwrap()
-            .contains("larger than 16 KiB")
+            .contains("larger than 26 KiB")
     );
 
     // JSON is not what this step's form sends: 415.
@@ -191,6 +192,15 @@ async fn bad_requests_get_a_clear_status_and_store_nothing() {
         .unwrap();
     assert_eq!(response.status(), StatusCode::SEE_OTHER);
     assert_eq!(server.feed.cursor(), 1);
+    server.stop().await;
+}
+
+/// 120 emoji and 2,000 more are a valid post, and a form sends each of
+/// their bytes as `%XX`: the limit on a form's size lets it through.
+#[tokio::test]
+async fn the_largest_valid_post_is_stored() {
+    let server = start().await;
+    support::api::the_largest_form_post_is_stored(&server).await;
     server.stop().await;
 }
 

@@ -181,6 +181,19 @@ async fn the_index_posts_into_the_shared_feed() {
     assert_eq!(invalid.status(), StatusCode::UNPROCESSABLE_ENTITY);
     assert_eq!(launcher.feed.cursor(), 1, "nothing else was stored");
 
+    // The largest valid post fits through the index's post box too.
+    let index = Running {
+        addr: launcher
+            .index
+            .trim_start_matches("http://")
+            .parse()
+            .unwrap(),
+        feed: launcher.feed.clone(),
+        shutdown: launcher.shutdown.clone(),
+        task: tokio::spawn(async { Ok(()) }),
+    };
+    api::the_largest_json_post_is_stored(&index).await;
+
     launcher.shutdown.trigger();
     launcher.task.await.unwrap().unwrap();
 }

@@ -17,6 +17,7 @@ use serde_json::Value;
 use serde_json::json;
 use shared::Feed;
 use shared::Shutdown;
+use shared::news::MAX_POST_BYTES;
 use support::Running;
 use support::api;
 use support::redis_server::RedisServer;
@@ -286,6 +287,48 @@ async fn posts_reach_members_on_the_other_server_in_order() {
     assert_eq!(
         (&news["room"], &news["item"]["id"]),
         (&json!("general"), &json!(id))
+    );
+    a.stop().await;
+    b.stop().await;
+}
+
+/// 120 emoji and 2,000 more are a valid post: sent to one server, its
+/// characters escaped in the JSON or not, it reaches a member on the
+/// other whole. One byte past the limit closes the socket with 1009.
+#[tokio::test]
+async fn the_largest_valid_post_reaches_the_other_server_whole() {
+    let Some(redis) = RedisServer::any() else {
+        return;
+    };
+    let (a, b) = two_servers(&redis).await;
+    let (mut alice, _) = member(&a).await;
+    let (mut bob, _) = member(&b).await;
+    let mut reference = 0;
+    for (title, body) in support::largest_valid_posts() {
+        for escaped in [true, false] {
+            reference += 1;
+            let fields = json!({ "type": "post", "ref": reference, "room": "general" });
+            let message = ws::post_message(fields, &title, &body, escaped);
+            let answer = ws::answer_to(&mut alice, message, &json!(reference)).await;
+            assert_eq!(answer["type"], "posted", "{answer}");
+            let news = next_of(&mut bob, "news").await;
+            assert_eq!(
+                (&news["item"]["title"], &news["item"]["body"]),
+                (&json!(title), &json!(body))
+            );
+        }
+    }
+    let past_the_limit = "x".repeat(MAX_POST_BYTES + 1);
+    alice
+        .send(Message::Text(past_the_limit.into()))
+        .await
+        .unwrap();
+    assert_eq!(
+        ws::close_code(&mut alice).await,
+        (
+            CloseCode::Size,
+            "text messages are limited to 26 KiB".into()
+        )
     );
     a.stop().await;
     b.stop().await;

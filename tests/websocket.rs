@@ -13,6 +13,7 @@ use reqwest::header;
 use serde_json::Value;
 use serde_json::json;
 use shared::Feed;
+use shared::news::MAX_POST_BYTES;
 use shared::news::NewPost;
 use support::Running;
 use support::api;
@@ -277,18 +278,69 @@ async fn bad_messages_get_errors_and_the_socket_stays_open() {
     server.stop().await;
 }
 
+/// 120 emoji and 2,000 more are a valid post: it is stored whichever way
+/// it comes, by form, by script or on the socket, with its characters
+/// escaped in the JSON or not. A message at the limit is still read; one
+/// byte past it closes the socket with 1009.
+#[tokio::test]
+async fn the_largest_valid_post_is_stored_every_way() {
+    let server = start().await;
+    api::the_largest_form_post_is_stored(&server).await;
+    api::the_largest_json_post_is_stored(&server).await;
+
+    let mut socket = ws::connect(&server, "/ws?since=0").await;
+    ws::next_json(&mut socket).await;
+    let mut reference = 0;
+    for (title, body) in support::largest_valid_posts() {
+        for escaped in [true, false] {
+            reference += 1;
+            let fields = json!({ "type": "post", "ref": reference });
+            let message = ws::post_message(fields, &title, &body, escaped);
+            let answer = ws::answer_to(&mut socket, message, &json!(reference)).await;
+            assert_eq!(answer["type"], "posted", "{answer}");
+            let stored = &server.feed.latest(1)[0];
+            assert_eq!((&stored.title, &stored.body), (&title, &body));
+        }
+    }
+
+    let cursor = server.feed.cursor();
+    let at_the_limit = "x".repeat(MAX_POST_BYTES);
+    socket
+        .send(Message::Text(at_the_limit.into()))
+        .await
+        .unwrap();
+    let error = loop {
+        let message = ws::next_json(&mut socket).await;
+        if message["type"] == "error" {
+            break message;
+        }
+    };
+    assert_eq!(error["message"], "That message is not JSON.");
+    let past_the_limit = "x".repeat(MAX_POST_BYTES + 1);
+    socket
+        .send(Message::Text(past_the_limit.into()))
+        .await
+        .unwrap();
+    assert_eq!(ws::close_code(&mut socket).await.0, CloseCode::Size);
+    assert_eq!(server.feed.cursor(), cursor, "nothing else was stored");
+    server.stop().await;
+}
+
 #[tokio::test]
 async fn close_codes_say_what_was_wrong() {
     let server = start().await;
 
-    // 1009: a message over 16 KiB.
+    // 1009: a message larger than any valid post can be.
     let mut socket = ws::connect(&server, "/ws?since=0").await;
     ws::next_json(&mut socket).await;
     socket
-        .send(Message::Text("x".repeat(17 * 1024).into()))
+        .send(Message::Text("x".repeat(MAX_POST_BYTES + 1).into()))
         .await
         .unwrap();
-    assert_eq!(ws::close_code(&mut socket).await.0, CloseCode::Size);
+    assert_eq!(
+        ws::close_code(&mut socket).await,
+        (CloseCode::Size, "messages are limited to 26 KiB".into())
+    );
 
     // 1007: a text frame that is not UTF-8.
     let mut socket = ws::connect(&server, "/ws?since=0").await;
@@ -422,7 +474,7 @@ async fn echo_sends_everything_back() {
     assert_eq!(second, Message::Binary(vec![0, 159, 146, 150].into()));
 
     socket
-        .send(Message::Text("x".repeat(17 * 1024).into()))
+        .send(Message::Text("x".repeat(MAX_POST_BYTES + 1).into()))
         .await
         .unwrap();
     assert_eq!(ws::close_code(&mut socket).await.0, CloseCode::Size);

@@ -95,6 +95,14 @@ async fn bad_posts_store_nothing() {
 }
 
 #[tokio::test]
+async fn the_largest_valid_post_is_stored_by_form_and_by_script() {
+    let server = start().await;
+    api::the_largest_form_post_is_stored(&server).await;
+    api::the_largest_json_post_is_stored(&server).await;
+    server.stop().await;
+}
+
+#[tokio::test]
 async fn posting_too_fast_is_refused_with_429() {
     let server = start().await;
     api::posting_too_fast_is_refused_with_429(&server).await;

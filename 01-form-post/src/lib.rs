@@ -49,9 +49,11 @@ use tokio::net::TcpListener;
 /// This step: its number, name and port, for the page and the launcher.
 pub const STEP: &Step = &STEPS[0];
 
-/// The largest request body we read. A title and a text fit in a few KiB;
-/// anything bigger is refused before it fills our memory.
-const BODY_LIMIT: usize = 16 * 1024;
+/// The largest request body we read: room for the largest valid post,
+/// however the form or the script encodes it (26 KiB, see
+/// `news::MAX_POST_BYTES`); anything bigger is refused before it fills our
+/// memory.
+const BODY_LIMIT: usize = news::MAX_POST_BYTES;
 
 /// What every request handler can reach.
 #[derive(Clone)]

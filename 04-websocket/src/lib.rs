@@ -21,7 +21,7 @@
 //! - `GET /echo` upgrades to the smallest full-duplex demo: every message
 //!   comes back as it was sent.
 //! - Bad input closes the socket with a code that says why: 1009 for a
-//!   message over 16 KiB, 1007 for text that is not UTF-8, 1003 for a binary
+//!   message over 26 KiB, 1007 for text that is not UTF-8, 1003 for a binary
 //!   frame on `/ws`, 1002 for a broken frame, 1008 for sustained flooding.
 //!   Every `--ping-interval` seconds (20) the server pings each socket and
 //!   drops those that have not answered for two intervals; when the server
@@ -90,9 +90,11 @@ use tracing::Instrument;
 /// This step: its number, name and port, for the page and the launcher.
 pub const STEP: &Step = &STEPS[3];
 
-/// The largest request body we read. A title and a text fit in a few KiB;
-/// anything bigger is refused before it fills our memory.
-const BODY_LIMIT: usize = 16 * 1024;
+/// The largest request body we read: room for the largest valid post,
+/// however the form or the script encodes it (26 KiB, see
+/// `news::MAX_POST_BYTES`); anything bigger is refused before it fills our
+/// memory.
+const BODY_LIMIT: usize = news::MAX_POST_BYTES;
 
 /// What the page's script sends when it posts.
 const JSON: &str = "application/json";
@@ -101,8 +103,8 @@ const JSON: &str = "application/json";
 /// otherwise.
 pub const DEFAULT_PING_INTERVAL_S: u64 = 20;
 
-/// The largest message a client may send: the same 16 KiB as a POST body.
-const MESSAGE_LIMIT: usize = 16 * 1024;
+/// The largest message a client may send: the same as a POST body.
+const MESSAGE_LIMIT: usize = BODY_LIMIT;
 
 /// How long one write may wait for a client that does not read before the
 /// server gives up on it.
@@ -630,7 +632,7 @@ fn read_error(error: WsError) -> Ending {
     use tokio_tungstenite::tungstenite::error::CapacityError;
     match error {
         WsError::Capacity(CapacityError::MessageTooLong { .. }) => {
-            Ending::Close(CloseCode::Size, "messages are limited to 16 KiB")
+            Ending::Close(CloseCode::Size, "messages are limited to 26 KiB")
         }
         WsError::Utf8(_) => Ending::Close(CloseCode::Invalid, "text frames must be UTF-8"),
         WsError::Protocol(_) | WsError::Capacity(_) => Ending::Close(

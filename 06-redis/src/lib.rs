@@ -117,9 +117,11 @@ use tracing::Instrument;
 /// This step: its number, name and port, for the page and the launcher.
 pub const STEP: &Step = &STEPS[5];
 
-/// The largest request body we read. A title and a text fit in a few KiB;
-/// anything bigger is refused before it fills our memory.
-const BODY_LIMIT: usize = 16 * 1024;
+/// The largest request body we read: room for the largest valid post,
+/// however the form or the script encodes it (26 KiB, see
+/// `news::MAX_POST_BYTES`); anything bigger is refused before it fills our
+/// memory.
+const BODY_LIMIT: usize = news::MAX_POST_BYTES;
 
 /// What the page's script sends when it posts.
 const JSON: &str = "application/json";
@@ -128,8 +130,8 @@ const JSON: &str = "application/json";
 /// otherwise.
 pub const DEFAULT_PING_INTERVAL_S: u64 = 20;
 
-/// The largest text message a client may send: the same 16 KiB as a POST body.
-const MESSAGE_LIMIT: usize = 16 * 1024;
+/// The largest text message a client may send: the same as a POST body.
+const MESSAGE_LIMIT: usize = BODY_LIMIT;
 
 /// Attachments a room keeps for its history (the oldest go first), and
 /// all rooms together (past that, new attachments are refused). Redis
@@ -556,7 +558,7 @@ fn is_websocket_key(key: &[u8]) -> bool {
 /// Clients send short messages, so 1 KiB will do (attachments grow the
 /// buffer for as long as they take, and come in a read per KiB). Writes
 /// gather in a small buffer until a flush; incoming messages are capped at
-/// the size of an attachment, and text messages at 16 KiB by `room_socket`
+/// the size of an attachment, and text messages at 26 KiB by `room_socket`
 /// itself.
 fn socket_config() -> WebSocketConfig {
     WebSocketConfig::default()
@@ -1276,7 +1278,7 @@ async fn serve_rooms(
                 };
                 let replies = match message {
                     Message::Text(text) if text.len() > MESSAGE_LIMIT => {
-                        return Ending::Close(CloseCode::Size, "text messages are limited to 16 KiB");
+                        return Ending::Close(CloseCode::Size, "text messages are limited to 26 KiB");
                     }
                     Message::Text(text) => {
                         let mut replies = Vec::new();
@@ -1617,7 +1619,7 @@ async fn serve_admin(
                     None | Some(Err(WsError::ConnectionClosed | WsError::AlreadyClosed)) => return Ending::Gone,
                     Some(Err(error)) => return read_error(error),
                     Some(Ok(Message::Text(text))) if text.len() > MESSAGE_LIMIT => {
-                        return Ending::Close(CloseCode::Size, "text messages are limited to 16 KiB");
+                        return Ending::Close(CloseCode::Size, "text messages are limited to 26 KiB");
                     }
                     Some(Ok(Message::Text(text))) => vec![announce(app, &text).await],
                     Some(Ok(Message::Binary(_))) => return Ending::Close(CloseCode::Unsupported, "binary frames are not spoken here"),

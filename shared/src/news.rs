@@ -15,6 +15,32 @@ pub const TITLE_MAX: usize = 120;
 /// Longest body, in characters.
 pub const BODY_MAX: usize = 2000;
 
+/// The most bytes one character of a post can take on its way here. The
+/// largest characters (emoji, say) are 4 bytes of UTF-8. A form sends each
+/// of those bytes as `%F0`: 12 bytes. A script's JSON may send the
+/// character as a pair of escapes, `\uD83D\uDE00`: 12 bytes too. Nothing
+/// else a valid post may hold takes more (a line break sent as `%0D%0A` is
+/// 6 bytes, `\"` is 2).
+const WIRE_BYTES_PER_CHAR: usize = 12;
+
+/// The largest post a step reads, in bytes: a form's body, a script's
+/// JSON, a WebSocket message. The largest valid post must fit, however it
+/// is encoded:
+///
+/// ```text
+///   (120 + 2,000 characters) × 12 bytes  = 25,440 bytes
+/// + 1 KiB for the field names (`title=`, `"body":`), separators and a
+///   WebSocket message's other fields (`type`, `ref`, `room`, ...)
+///                                        = 26,464 bytes
+/// rounded up to whole KiB, so that "larger than 26 KiB" is exact:
+///                                 26 KiB = 26,624 bytes
+/// ```
+///
+/// Anything larger cannot be a valid post, and is refused (`413`, or close
+/// code `1009` on a socket) before it fills the server's memory.
+pub const MAX_POST_BYTES: usize =
+    ((TITLE_MAX + BODY_MAX) * WIRE_BYTES_PER_CHAR + 1024).div_ceil(1024) * 1024;
+
 /// One item of the feed, as stored and as sent to browsers.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NewsItem {
@@ -199,6 +225,33 @@ mod tests {
             errors["body"],
             "The text is 2001 characters long; the limit is 2000."
         );
+    }
+
+    #[test]
+    fn the_largest_valid_post_fits_however_it_is_encoded() {
+        // What the steps' refusals say (`larger than 26 KiB`, close reasons).
+        assert_eq!(MAX_POST_BYTES, 26 * 1024);
+        let (title, body) = ("🦀".repeat(TITLE_MAX), "📰".repeat(BODY_MAX));
+        assert!(validate(&title, &body).is_ok());
+        let percent =
+            |text: &str| -> String { text.bytes().map(|byte| format!("%{byte:02X}")).collect() };
+        let form = format!("title={}&body={}", percent(&title), percent(&body));
+        assert!(form.len() <= MAX_POST_BYTES, "{} bytes", form.len());
+        // Step 05's post message at its longest, every character escaped.
+        let escaped = |text: &str| -> String {
+            text.encode_utf16()
+                .map(|unit| format!("\\u{unit:04X}"))
+                .collect()
+        };
+        let message = format!(
+            r#"{{"type":"post","ref":4294967295,"room":"{}","title":"{}","body":"{}","attachment":{{"mime":"image/jpeg","size":262144}}}}"#,
+            "r".repeat(32),
+            escaped(&title),
+            escaped(&body)
+        );
+        assert!(message.len() <= MAX_POST_BYTES, "{} bytes", message.len());
+        let post: PostRequest = serde_json::from_str(&message).unwrap();
+        assert_eq!((post.title, post.body), (title, body));
     }
 
     #[test]

@@ -6,6 +6,7 @@ use reqwest::StatusCode;
 use reqwest::header;
 use serde_json::Value;
 use serde_json::json;
+use shared::news::MAX_POST_BYTES;
 
 use super::Running;
 
@@ -271,7 +272,7 @@ pub async fn post_form(server: &Running, body: &str) -> reqwest::Response {
 /// Every refusal is clear and stores nothing.
 pub async fn bad_posts_store_nothing(server: &Running) {
     let client = super::client();
-    let huge = json!({ "title": "big", "body": "x".repeat(17 * 1024) }).to_string();
+    let huge = json!({ "title": "big", "body": "x".repeat(MAX_POST_BYTES) }).to_string();
     let response = post_json(server, &huge).await;
     assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
     assert!(response.json::<Value>().await.unwrap()["error"].is_string());
@@ -335,4 +336,91 @@ pub async fn bad_posts_store_nothing(server: &Running) {
     let response = client.delete(server.url("/news")).send().await.unwrap();
     assert_eq!(response.status(), StatusCode::METHOD_NOT_ALLOWED);
     assert_eq!(response.headers()[header::ALLOW], "GET, POST");
+}
+
+/// The largest valid posts, sent by the form with every byte
+/// percent-encoded, are stored (303). A form body at the limit is still
+/// read (and refused as too long a text, 422); one byte past it is refused
+/// unread with 413. A refusal stores nothing.
+pub async fn the_largest_form_post_is_stored(server: &Running) {
+    for (title, body) in super::largest_valid_posts() {
+        let form = format!(
+            "title={}&body={}",
+            super::form_encoded(&title),
+            super::form_encoded(&body)
+        );
+        let response = post_form(server, &form).await;
+        assert_eq!(
+            response.status(),
+            StatusCode::SEE_OTHER,
+            "a form of {} bytes: {}",
+            form.len(),
+            response.text().await.unwrap()
+        );
+        let stored = &server.feed.latest(1)[0];
+        assert_eq!((&stored.title, &stored.body), (&title, &body));
+    }
+
+    let cursor = server.feed.cursor();
+    let at_the_limit = padded_form(MAX_POST_BYTES);
+    let response = post_form(server, &at_the_limit).await;
+    assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let past_the_limit = padded_form(MAX_POST_BYTES + 1);
+    let response = post_form(server, &past_the_limit).await;
+    assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    let page = response.text().await.unwrap();
+    assert!(page.contains("larger than 26 KiB"), "{page}");
+    assert_eq!(server.feed.cursor(), cursor, "nothing else was stored");
+}
+
+/// A form body of exactly `size` bytes.
+fn padded_form(size: usize) -> String {
+    let start = "title=big&body=";
+    format!("{start}{}", "x".repeat(size - start.len()))
+}
+
+/// The largest valid posts, sent by a script as JSON with every character
+/// escaped (`\uD83E\uDD80`: 12 bytes an emoji) or as plain UTF-8, are
+/// stored (201). JSON at the limit is still read (422); one byte past it is
+/// refused unread with 413. A refusal stores nothing.
+pub async fn the_largest_json_post_is_stored(server: &Running) {
+    for (title, body) in super::largest_valid_posts() {
+        let escaped = format!(
+            r#"{{"title":"{}","body":"{}"}}"#,
+            super::json_escaped(&title),
+            super::json_escaped(&body)
+        );
+        let plain = json!({ "title": title, "body": body }).to_string();
+        for json in [escaped, plain] {
+            let response = post_json(server, &json).await;
+            assert_eq!(
+                response.status(),
+                StatusCode::CREATED,
+                "JSON of {} bytes: {}",
+                json.len(),
+                response.text().await.unwrap()
+            );
+            let item: Value = response.json().await.unwrap();
+            assert_eq!(
+                (&item["title"], &item["body"]),
+                (&json!(title), &json!(body))
+            );
+        }
+    }
+
+    let cursor = server.feed.cursor();
+    let response = post_json(server, &padded_json(MAX_POST_BYTES)).await;
+    assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let response = post_json(server, &padded_json(MAX_POST_BYTES + 1)).await;
+    assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    let message = response.json::<Value>().await.unwrap()["error"].to_string();
+    assert!(message.contains("larger than 26 KiB"), "{message}");
+    assert_eq!(server.feed.cursor(), cursor, "nothing else was stored");
+}
+
+/// A JSON post of exactly `size` bytes.
+fn padded_json(size: usize) -> String {
+    let (start, end) = (r#"{"title":"big","body":""#, r#""}"#);
+    let padding = "x".repeat(size - start.len() - end.len());
+    format!("{start}{padding}{end}")
 }

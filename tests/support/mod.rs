@@ -162,3 +162,28 @@ pub async fn page(url: impl reqwest::IntoUrl) -> String {
         .await
         .expect("the answer is text")
 }
+
+/// The largest posts the rules allow, made of the characters that take
+/// the most bytes on the wire: a 120-character title and a 2,000-character
+/// text of emoji (4 bytes of UTF-8 each), then of CJK (3 bytes each).
+pub fn largest_valid_posts() -> [(String, String); 2] {
+    [
+        ("🦀".repeat(120), "📰".repeat(2000)),
+        ("漢".repeat(120), "字".repeat(2000)),
+    ]
+}
+
+/// `text` the way a form sends it, at its largest: every byte of its
+/// UTF-8 as `%XX` (browsers do that to every byte of a non-ASCII
+/// character: an emoji becomes 12 bytes).
+pub fn form_encoded(text: &str) -> String {
+    text.bytes().map(|byte| format!("%{byte:02X}")).collect()
+}
+
+/// `text` inside a JSON string at its largest: every character as a
+/// `\uXXXX` escape, an emoji as two of them (a surrogate pair, 12 bytes).
+pub fn json_escaped(text: &str) -> String {
+    text.encode_utf16()
+        .map(|unit| format!("\\u{unit:04X}"))
+        .collect()
+}

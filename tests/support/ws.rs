@@ -141,3 +141,39 @@ pub async fn raw_request(server: &Running, request: &str) -> (String, TcpStream)
     }
     (String::from_utf8(head).unwrap().to_lowercase(), stream)
 }
+
+/// A post as a page sends it on a socket: `fields` (`type`, `ref`, and a
+/// `room` from step 05 on), then the title and the text. With `escaped`,
+/// every character of those is a `\uXXXX` escape (two for an emoji: 12
+/// bytes), the most bytes JSON can spend on them; without, plain UTF-8.
+pub fn post_message(fields: Value, title: &str, body: &str, escaped: bool) -> String {
+    let fields = fields.to_string();
+    let open = fields
+        .strip_suffix('}')
+        .expect("the fields are a JSON object");
+    let (title, body) = if escaped {
+        let quoted = |text: &str| format!("\"{}\"", super::json_escaped(text));
+        (quoted(title), quoted(body))
+    } else {
+        (
+            Value::from(title).to_string(),
+            Value::from(body).to_string(),
+        )
+    };
+    format!(r#"{open},"title":{title},"body":{body}}}"#)
+}
+
+/// Sends a text message and returns the answer that carries `reference`,
+/// skipping whatever else arrives meanwhile (news, presence).
+pub async fn answer_to(socket: &mut Socket, text: String, reference: &Value) -> Value {
+    socket
+        .send(Message::Text(text.into()))
+        .await
+        .expect("the socket takes the message");
+    loop {
+        let answer = next_json(socket).await;
+        if answer["ref"] == *reference {
+            return answer;
+        }
+    }
+}

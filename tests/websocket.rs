@@ -262,6 +262,17 @@ async fn bad_messages_get_errors_and_the_socket_stays_open() {
             .contains("unknown variant `shout`")
     );
 
+    // A post is an object with named fields, not an array of values.
+    for array in [
+        json!(["post", "an array", "of title and text"]),
+        json!(["post", { "title": "an object in an array" }]),
+    ] {
+        ws::send_json(&mut socket, array).await;
+        let error = ws::next_json(&mut socket).await;
+        assert_eq!(error["type"], "error", "{error}");
+        assert!(error["message"].is_string(), "{error}");
+    }
+
     ws::send_json(
         &mut socket,
         json!({ "type": "post", "ref": 8, "title": "still here" }),

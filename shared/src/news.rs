@@ -102,12 +102,57 @@ pub fn looks_like(mime: &str, bytes: &[u8]) -> bool {
 /// A post as a script sends it: `{"title": "...", "body": "..."}`. A
 /// missing field counts as empty, so that validation explains what is
 /// missing instead of a parser error.
-#[derive(Debug, Default, Deserialize)]
+///
+/// Only a JSON object is a post. Left to itself, serde would also read a
+/// struct from an array of its fields in order, so `["Hi", "there"]` would
+/// be stored as a post: a shape no page sends, and one that changes
+/// meaning the day a field is added. See the `Deserialize` below.
+#[derive(Debug, Default)]
 pub struct PostRequest {
-    #[serde(default)]
     pub title: String,
-    #[serde(default)]
     pub body: String,
+}
+
+/// What serde derives for a post, read only from an object (a map).
+#[derive(Deserialize)]
+struct PostFields {
+    #[serde(default)]
+    title: String,
+    #[serde(default)]
+    body: String,
+}
+
+impl<'de> Deserialize<'de> for PostRequest {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(OnlyAnObject)
+    }
+}
+
+/// Accepts an object and hands it to [`PostFields`]; refuses an array in
+/// words (anything else gets serde's "invalid type: ..., expected" with
+/// the same description).
+struct OnlyAnObject;
+
+impl<'de> serde::de::Visitor<'de> for OnlyAnObject {
+    type Value = PostRequest;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str(r#"a post: a JSON object such as {"title": "...", "body": "..."}"#)
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<PostRequest, A::Error> {
+        let fields = PostFields::deserialize(serde::de::value::MapAccessDeserializer::new(map))?;
+        Ok(PostRequest {
+            title: fields.title,
+            body: fields.body,
+        })
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, _: A) -> Result<PostRequest, A::Error> {
+        Err(serde::de::Error::custom(
+            r#"a post is a JSON object such as {"title": "...", "body": "..."}, not an array"#,
+        ))
+    }
 }
 
 /// A post that passed validation: trimmed, line endings normalized.
@@ -252,6 +297,48 @@ mod tests {
         assert!(message.len() <= MAX_POST_BYTES, "{} bytes", message.len());
         let post: PostRequest = serde_json::from_str(&message).unwrap();
         assert_eq!((post.title, post.body), (title, body));
+    }
+
+    #[test]
+    fn a_post_is_a_json_object_and_nothing_else() {
+        let post: PostRequest = serde_json::from_str(r#"{"title":"t"}"#).unwrap();
+        assert_eq!((post.title.as_str(), post.body.as_str()), ("t", ""));
+        let post: PostRequest =
+            serde_json::from_str(r#"{"body":"b","title":"t","extra":1}"#).unwrap();
+        assert_eq!((post.title.as_str(), post.body.as_str()), ("t", "b"));
+
+        let error = serde_json::from_str::<PostRequest>(r#"["t","b"]"#).unwrap_err();
+        assert!(
+            error.to_string().starts_with(
+                r#"a post is a JSON object such as {"title": "...", "body": "..."}, not an array"#
+            ),
+            "{error}"
+        );
+        let error = serde_json::from_str::<PostRequest>(r#""t""#).unwrap_err();
+        assert!(
+            error
+                .to_string()
+                .starts_with(r#"invalid type: string "t", expected a post: a JSON object such as"#),
+            "{error}"
+        );
+        assert!(serde_json::from_str::<PostRequest>(r#"{"title":["t"]}"#).is_err());
+        assert!(serde_json::from_str::<PostRequest>(r#"{"title":"a","title":"b"}"#).is_err());
+
+        // Inside a socket message, next to other fields (steps 04 to 06).
+        #[derive(Deserialize)]
+        struct Message {
+            #[serde(rename = "ref")]
+            reference: u64,
+            #[serde(flatten)]
+            post: PostRequest,
+        }
+        let message: Message =
+            serde_json::from_str(r#"{"ref":7,"title":"t","body":"b","type":"post"}"#).unwrap();
+        assert_eq!(message.reference, 7);
+        assert_eq!(
+            (message.post.title, message.post.body),
+            ("t".into(), "b".into())
+        );
     }
 
     #[test]

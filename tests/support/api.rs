@@ -288,6 +288,16 @@ pub async fn bad_posts_store_nothing(server: &Running) {
     let response = post_json(server, r#"{"title": 42}"#).await;
     assert_eq!(response.status(), StatusCode::BAD_REQUEST);
 
+    // A post is an object with named fields; an array of the same values
+    // is not one, even in the right order.
+    let response = post_json(server, r#"["an array", "of title and text"]"#).await;
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    let message = response.json::<Value>().await.unwrap()["error"].to_string();
+    assert!(
+        message.contains("a JSON object") && message.contains("not an array"),
+        "{message}"
+    );
+
     let response = client
         .post(server.url("/news"))
         .header(header::CONTENT_TYPE, "application/json")

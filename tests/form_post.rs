@@ -195,6 +195,35 @@ async fn bad_requests_get_a_clear_status_and_store_nothing() {
     server.stop().await;
 }
 
+/// A title that shows as nothing, or text that hides what it says behind
+/// a right-to-left override, comes back with the reason; nothing is stored.
+#[tokio::test]
+async fn titles_that_show_nothing_and_direction_tricks_are_refused() {
+    let server = start().await;
+    // Zero-width spaces around a word joiner.
+    let response = post_form(&server, "title=%E2%80%8B%E2%81%A0%E2%80%8B&body=").await;
+    assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let page = response.text().await.unwrap();
+    assert!(
+        page.contains("The title is only invisible characters"),
+        "{page}"
+    );
+
+    // `invoice`, U+202E, `fdp.exe`: shown as "invoiceexe.pdf".
+    let response = post_form(&server, "title=Fine&body=invoice%E2%80%AEfdp.exe").await;
+    assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let page = response.text().await.unwrap();
+    assert!(
+        page.contains(
+            "The text holds a character that changes the direction of text \
+             (U+202E, right-to-left override)"
+        ),
+        "{page}"
+    );
+    assert_eq!(server.feed.cursor(), 0, "nothing was stored");
+    server.stop().await;
+}
+
 /// 120 emoji and 2,000 more are a valid post, and a form sends each of
 /// their bytes as `%XX`: the limit on a form's size lets it through.
 #[tokio::test]

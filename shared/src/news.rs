@@ -166,10 +166,25 @@ pub struct NewPost {
 /// person understands. Serializes as `{"title": "..."}`.
 pub type FieldErrors = BTreeMap<&'static str, String>;
 
-/// Checks a post the way every step does: title 1-120 characters after
-/// trimming, body 0-2000, no control characters except line breaks in the
-/// body. Browsers send line breaks in a `<textarea>` as CRLF; they are stored
-/// as LF.
+/// Checks a post the way every step does:
+///
+/// - the title: 1-120 characters after trimming, on one line (no control
+///   characters), with something a reader can see (not only invisible
+///   characters such as U+200B, the zero-width space: a post whose title
+///   shows as nothing);
+/// - the text: 0-2000 characters, no control characters but line breaks;
+/// - neither may hold a character that changes the direction of the text
+///   around it (U+202A to U+202E, U+2066 to U+2069): it can make a title or
+///   a text read as something else than what it says.
+///
+/// Invisible characters *inside* visible text are fine, since languages
+/// and emoji need them (the zero-width joiner that makes 👨‍👩‍👧 one
+/// family, the non-joiner of Persian words, the marks U+200E and U+200F
+/// that settle where a number goes in Hebrew or Arabic text). A text that is
+/// only invisible characters shows as no text, which the rules allow.
+///
+/// Browsers send line breaks in a `<textarea>` as CRLF; they are stored as
+/// LF.
 pub fn validate(title: &str, body: &str) -> Result<NewPost, FieldErrors> {
     let title = title.trim();
     let body = body.replace("\r\n", "\n");
@@ -189,6 +204,14 @@ pub fn validate(title: &str, body: &str) -> Result<NewPost, FieldErrors> {
             "title",
             "The title must be one line of text, without tabs or line breaks.".into(),
         );
+    } else if let Some(found) = first_direction_change(title) {
+        errors.insert("title", format!("The title holds {found}"));
+    } else if title.chars().all(is_invisible) {
+        errors.insert(
+            "title",
+            "The title is only invisible characters; please give your news a title people can see."
+                .into(),
+        );
     }
 
     let body_len = body.chars().count();
@@ -202,6 +225,8 @@ pub fn validate(title: &str, body: &str) -> Result<NewPost, FieldErrors> {
             "body",
             "The text may contain line breaks, but no tabs or other control characters.".into(),
         );
+    } else if let Some(found) = first_direction_change(body) {
+        errors.insert("body", format!("The text holds {found}"));
     }
 
     if errors.is_empty() {
@@ -212,6 +237,72 @@ pub fn validate(title: &str, body: &str) -> Result<NewPost, FieldErrors> {
     } else {
         Err(errors)
     }
+}
+
+/// The characters that change the direction of the text after them, up to
+/// the end of the paragraph or their closing partner: the embeddings and
+/// overrides (U+202A to U+202E) and isolates (U+2066 to U+2069) of Unicode's
+/// bidirectional algorithm. Hebrew and Arabic rarely need them (a browser
+/// lays out mixed text by itself), but a spoofer does: with a right-to-left
+/// override, `invoice` U+202E `fdp.exe` shows as "invoiceexe.pdf". Returns
+/// the character's name.
+fn direction_change(c: char) -> Option<&'static str> {
+    Some(match c {
+        '\u{202A}' => "left-to-right embedding",
+        '\u{202B}' => "right-to-left embedding",
+        '\u{202C}' => "pop directional formatting",
+        '\u{202D}' => "left-to-right override",
+        '\u{202E}' => "right-to-left override",
+        '\u{2066}' => "left-to-right isolate",
+        '\u{2067}' => "right-to-left isolate",
+        '\u{2068}' => "first strong isolate",
+        '\u{2069}' => "pop directional isolate",
+        _ => return None,
+    })
+}
+
+/// The first direction change in `text`, said for a person: "a character
+/// that changes the direction of text (U+202E, right-to-left override)...".
+fn first_direction_change(text: &str) -> Option<String> {
+    let (c, name) = text
+        .chars()
+        .find_map(|c| direction_change(c).map(|name| (c, name)))?;
+    Some(format!(
+        "a character that changes the direction of text (U+{:04X}, {name}), \
+         which can make it read as something else; please remove it.",
+        u32::from(c)
+    ))
+}
+
+/// Does this character show nothing at all? Spaces; the characters Unicode
+/// says to draw as nothing when a font has no use for them
+/// (Default_Ignorable_Code_Point: the zero-width space U+200B and joiners,
+/// the word joiner U+2060, the byte order mark U+FEFF, the soft hyphen,
+/// variation selectors, Hangul fillers, tags...); and the blank Braille
+/// pattern U+2800, a favourite for names that look empty.
+fn is_invisible(c: char) -> bool {
+    c.is_whitespace()
+        || matches!(
+            c,
+            '\u{00AD}'
+                | '\u{034F}'
+                | '\u{061C}'
+                | '\u{115F}'..='\u{1160}'
+                | '\u{17B4}'..='\u{17B5}'
+                | '\u{180B}'..='\u{180F}'
+                | '\u{200B}'..='\u{200F}'
+                | '\u{202A}'..='\u{202E}'
+                | '\u{2060}'..='\u{206F}'
+                | '\u{2800}'
+                | '\u{3164}'
+                | '\u{FE00}'..='\u{FE0F}'
+                | '\u{FEFF}'
+                | '\u{FFA0}'
+                | '\u{FFF0}'..='\u{FFF8}'
+                | '\u{1BCA0}'..='\u{1BCA3}'
+                | '\u{1D173}'..='\u{1D17A}'
+                | '\u{E0000}'..='\u{E0FFF}'
+        )
 }
 
 /// `posted_at` as an RFC 3339 string in JSON, whole seconds, UTC.
@@ -348,6 +439,70 @@ mod tests {
         assert!(validate("a", "tab\there").unwrap_err().contains_key("body"));
         assert!(validate("a", "nul\0").unwrap_err().contains_key("body"));
         assert_eq!(validate("a", "one\ntwo").unwrap().body, "one\ntwo");
+    }
+
+    #[test]
+    fn a_title_must_show_something() {
+        let invisible = [
+            "\u{200B}",
+            "\u{2060}\u{FEFF}",
+            " \u{200B} \u{200C}\u{200D} ",
+            "\u{00AD}",
+            "\u{3164}\u{115F}",
+            "\u{2800}\u{2800}",
+            "\u{FE0F}",
+            "\u{E0041}\u{E007F}",
+        ];
+        for title in invisible {
+            let errors = validate(title, "").unwrap_err();
+            assert_eq!(
+                errors["title"],
+                "The title is only invisible characters; please give your news a title people can see.",
+                "{title:?}"
+            );
+        }
+        // Inside visible text, the same characters are part of writing.
+        for title in [
+            "👨\u{200D}👩\u{200D}👧 family news",
+            "می\u{200C}خواهم",
+            "\u{FEFF}Hello",
+            "soft\u{00AD}ware",
+            "\u{05E9}\u{05DC}\u{05D5}\u{05DD} 2026\u{200F}",
+        ] {
+            assert!(validate(title, "").is_ok(), "{title:?}");
+        }
+        // The text may be empty, so it may be as good as empty too.
+        assert_eq!(validate("t", "\u{200B}").unwrap().body, "\u{200B}");
+    }
+
+    #[test]
+    fn direction_changes_are_refused_in_title_and_text() {
+        let errors = validate("invoice\u{202E}fdp.exe", "").unwrap_err();
+        assert_eq!(
+            errors["title"],
+            "The title holds a character that changes the direction of text \
+             (U+202E, right-to-left override), which can make it read as \
+             something else; please remove it."
+        );
+        let errors = validate("fine", "before \u{2067}after").unwrap_err();
+        assert_eq!(
+            errors["body"],
+            "The text holds a character that changes the direction of text \
+             (U+2067, right-to-left isolate), which can make it read as \
+             something else; please remove it."
+        );
+        for c in ('\u{202A}'..='\u{202E}').chain('\u{2066}'..='\u{2069}') {
+            let errors = validate(&format!("a{c}b"), &format!("c{c}d")).unwrap_err();
+            let code = format!("(U+{:04X}, ", u32::from(c));
+            assert!(errors["title"].contains(&code), "{}", errors["title"]);
+            assert!(errors["body"].contains(&code), "{}", errors["body"]);
+        }
+        // Alone, it is reported as what it is rather than as invisible.
+        let errors = validate("\u{202E}", "").unwrap_err();
+        assert!(errors["title"].contains("U+202E"));
+        // Mixed Hebrew and English needs none of them, and the marks that
+        // only settle a neutral character's side are fine.
+        assert!(validate("שלום world", "مرحبا 42\u{200E}!").is_ok());
     }
 
     #[test]

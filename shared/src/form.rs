@@ -6,6 +6,11 @@
 //! UTF-8; a form that sends anything else gets an error, not a guess (a
 //! lenient decoder would quietly store `�` in place of the bad bytes).
 
+use std::fmt::Display;
+use std::num::IntErrorKind;
+use std::num::ParseIntError;
+use std::str::FromStr;
+
 use percent_encoding::percent_decode;
 
 /// The fields of a form, in the order they were sent.
@@ -47,14 +52,19 @@ impl Fields {
     }
 
     /// The whole number sent as `name`: `None` when the field is absent or
-    /// empty, an error that names the field when it is not a number.
-    pub fn number<T: std::str::FromStr>(&self, name: &str) -> Result<Option<T>, String> {
+    /// empty, an error that names the field when it is not a number, or is
+    /// one too large to hold (`?since=99999999999999999999`).
+    pub fn number<T: WholeNumber>(&self, name: &str) -> Result<Option<T>, String> {
         match self.get(name).filter(|text| !text.is_empty()) {
             None => Ok(None),
-            Some(text) => text.parse().map(Some).map_err(|_| {
-                format!(
-                    "\u{201c}{name}\u{201d} must be a whole number, not \u{201c}{text}\u{201d}."
-                )
+            Some(text) => text.parse().map(Some).map_err(|error: ParseIntError| {
+                if *error.kind() == IntErrorKind::PosOverflow {
+                    format!("\u{201c}{name}\u{201d} is too large: at most {}.", T::MAX)
+                } else {
+                    format!(
+                        "\u{201c}{name}\u{201d} must be a whole number, not \u{201c}{text}\u{201d}."
+                    )
+                }
             }),
         }
     }
@@ -66,6 +76,28 @@ impl Fields {
             .find(|(field, _)| field == name)
             .map(|(_, value)| value.as_str())
     }
+}
+
+/// The kinds of whole number a field can be read as, and the largest of
+/// each, for the error that says a number is too large.
+pub trait WholeNumber: FromStr<Err = ParseIntError> + Display {
+    const MAX: Self;
+}
+
+impl WholeNumber for u16 {
+    const MAX: Self = u16::MAX;
+}
+
+impl WholeNumber for u32 {
+    const MAX: Self = u32::MAX;
+}
+
+impl WholeNumber for u64 {
+    const MAX: Self = u64::MAX;
+}
+
+impl WholeNumber for usize {
+    const MAX: Self = usize::MAX;
 }
 
 fn decode(raw: &[u8]) -> Result<String, NotUtf8> {
@@ -105,6 +137,31 @@ mod tests {
             Err("“bad” must be a whole number, not “4x1”.".to_string())
         );
         assert!(fields.number::<u64>("negative").is_err());
+    }
+
+    #[test]
+    fn a_number_too_large_is_said_to_be_too_large() {
+        let fields =
+            Fields::parse(b"since=99999999999999999999&max=18446744073709551615&refresh=4294967296&big=1e99&minus=-99999999999999999999")
+                .unwrap();
+        assert_eq!(
+            fields.number::<u64>("since"),
+            Err("“since” is too large: at most 18446744073709551615.".to_string())
+        );
+        assert_eq!(fields.number::<u64>("max"), Ok(Some(u64::MAX)));
+        assert_eq!(
+            fields.number::<u32>("refresh"),
+            Err("“refresh” is too large: at most 4294967295.".to_string())
+        );
+        // Not whole numbers, however large they look.
+        assert_eq!(
+            fields.number::<u64>("big"),
+            Err("“big” must be a whole number, not “1e99”.".to_string())
+        );
+        assert_eq!(
+            fields.number::<u64>("minus"),
+            Err("“minus” must be a whole number, not “-99999999999999999999”.".to_string())
+        );
     }
 
     #[test]

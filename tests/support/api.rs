@@ -142,6 +142,12 @@ pub async fn malformed_cursors_are_refused(server: &Running) {
         assert_eq!(status, StatusCode::BAD_REQUEST, "{query}");
         assert!(answer["error"].is_string(), "{query}: {answer}");
     }
+    let (status, answer) = get_json(server, "/news?since=99999999999999999999").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        answer["error"],
+        "“since” is too large: at most 18446744073709551615."
+    );
 }
 
 /// A client sending back the ETag of an unchanged feed gets a bodiless 304.

@@ -20,6 +20,7 @@ use support::rooms::png;
 use support::ws;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 
 const TOKEN: &str = "test-admin-token";
 
@@ -628,4 +629,39 @@ async fn the_server_finishes_the_closing_handshake() {
         "nothing after the long text was stored"
     );
     server.stop().await;
+}
+
+/// `/echo` takes what `/ws` takes: text up to 16 KiB, binary up to an
+/// attachment's 256 KiB.
+#[tokio::test]
+async fn echo_has_the_limits_of_ws() {
+    let server = start().await;
+    let mut echo = ws::echo(&server).await;
+    let image = png(200 * 1024);
+    echo.send(Message::Binary(image.clone().into()))
+        .await
+        .unwrap();
+    assert_eq!(next_frame(&mut echo).await, Message::Binary(image.into()));
+    echo.send(Message::Text("x".repeat(17 * 1024).into()))
+        .await
+        .unwrap();
+    assert_eq!(ws::close_code(&mut echo).await.0, CloseCode::Size);
+
+    let mut echo = ws::echo(&server).await;
+    echo.send(Message::Binary(png(257 * 1024).into()))
+        .await
+        .unwrap();
+    assert_eq!(ws::close_code(&mut echo).await.0, CloseCode::Size);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn echo_sockets_count_and_hear_going_away() {
+    let server = start().await;
+    let (member, _) = member(&server).await;
+    let mut admin = ws::connect(&server, &format!("/admin/ws?token={TOKEN}")).await;
+    ws::next_json(&mut admin).await;
+    let echo = ws::echo(&server).await;
+    assert_eq!(ws::sockets_open(&server).await, 3);
+    ws::stopping_says_going_away(server, vec![member, admin, echo]).await;
 }

@@ -535,17 +535,34 @@ async fn a_peer_that_stops_answering_pings_is_dropped() {
         Options { ping_interval: 1 },
     )
     .await;
-    let (head, mut silent) = ws::raw_request(&server, &handshake(&server, "/ws?since=0", "")).await;
-    assert!(head.starts_with("http/1.1 101"));
-    // Read what the server sends (the snapshot, then pings) and never answer:
-    // the server gives up after two intervals and closes the connection.
-    use tokio::io::AsyncReadExt;
-    let mut buffer = [0; 1024];
-    let ended = tokio::time::timeout(Duration::from_secs(10), async {
-        while silent.read(&mut buffer).await.is_ok_and(|read| read > 0) {}
+    for path in ["/ws?since=0", "/echo"] {
+        let (head, mut silent) = ws::raw_request(&server, &handshake(&server, path, "")).await;
+        assert!(head.starts_with("http/1.1 101"));
+        // Read what the server sends (the snapshot, then pings) and never
+        // answer: the server gives up after two intervals and closes the
+        // connection.
+        use tokio::io::AsyncReadExt;
+        let mut buffer = [0; 1024];
+        let ended = tokio::time::timeout(Duration::from_secs(10), async {
+            while silent.read(&mut buffer).await.is_ok_and(|read| read > 0) {}
+        })
+        .await;
+        assert!(ended.is_ok(), "the silent peer on {path} was dropped");
+    }
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn echo_sockets_count_among_the_open_sockets() {
+    let server = start().await;
+    assert_eq!(ws::sockets_open(&server).await, 0);
+    let mut echo = ws::echo(&server).await;
+    assert_eq!(ws::sockets_open(&server).await, 1);
+    echo.close(None).await.unwrap();
+    support::wait_until("the closed echo socket is no longer counted", async || {
+        ws::sockets_open(&server).await == 0
     })
     .await;
-    assert!(ended.is_ok(), "the silent peer was dropped");
     server.stop().await;
 }
 
@@ -559,4 +576,13 @@ async fn stopping_the_server_says_going_away() {
     assert_eq!(code, CloseCode::Away);
     assert_eq!(reason, "the server is stopping");
     stopping.await.unwrap();
+}
+
+#[tokio::test]
+async fn stopping_the_server_says_going_away_on_every_socket() {
+    let server = start().await;
+    let mut news = ws::connect(&server, "/ws?since=0").await;
+    ws::next_json(&mut news).await;
+    let echo = ws::echo(&server).await;
+    ws::stopping_says_going_away(server, vec![news, echo]).await;
 }

@@ -255,7 +255,7 @@ async fn route(app: App, request: Request<Incoming>) -> Response {
             let response = http::response(StatusCode::OK, "text/javascript; charset=utf-8", script);
             http::with_header(response, header::CACHE_CONTROL, "no-cache")
         }
-        (&Method::GET, "/echo") => upgrade(request, echo_socket),
+        (&Method::GET, "/echo") => upgrade(request, move |socket| echo_socket(app, socket)),
         (&Method::POST, "/news") if http::has_content_type(request.headers(), JSON) => {
             post_json(&app, request).await
         }
@@ -475,8 +475,8 @@ fn is_websocket_key(key: &[u8]) -> bool {
 /// Clients send short messages, so 1 KiB will do (attachments grow the
 /// buffer for as long as they take, and come in a read per KiB). Writes
 /// gather in a small buffer until a flush; incoming messages are capped at
-/// the size of an attachment, and text messages at 26 KiB by `room_socket`
-/// itself.
+/// the size of an attachment, and text messages at 26 KiB by each socket's
+/// loop.
 fn socket_config() -> WebSocketConfig {
     WebSocketConfig::default()
         .read_buffer_size(1024)
@@ -1464,23 +1464,57 @@ async fn close(
     let _ = tokio::time::timeout(Duration::from_secs(1), handshake).await;
 }
 
-/// `/echo`: every text or binary message comes back as it was sent, with
-/// the same limits and close codes as `/ws`.
-async fn echo_socket(mut socket: WebSocketStream<TokioIo<Upgraded>>) {
-    while let Some(incoming) = socket.next().await {
-        let echo = match incoming {
-            Ok(message @ (Message::Text(_) | Message::Binary(_))) => message,
-            Ok(Message::Close(_)) => return,
-            Ok(_) => continue,
-            Err(error) => {
-                if let Ending::Close(code, reason) = read_error(error) {
-                    close(&mut socket, code, reason).await;
+/// One socket on `/echo`: every text or binary message comes back as it
+/// was sent. In all else it is a socket like those of `/ws`: the same
+/// limits (text up to 26 KiB, binary up to an attachment's 256 KiB) and
+/// close codes, the same heartbeat, counted among the open sockets, and
+/// told 1001 when the server stops.
+async fn echo_socket(app: App, mut socket: WebSocketStream<TokioIo<Upgraded>>) {
+    let _open = app.sockets.open();
+    tracing::info!("WS /echo opened, {} sockets open", app.sockets.count());
+    let ending = serve_echo(&app, &mut socket).await;
+    if let Ending::Close(code, reason) = ending {
+        close(&mut socket, code, reason).await;
+    }
+    tracing::info!("WS /echo closed, {} sockets open", app.sockets.count() - 1);
+}
+
+/// The loop of an `/echo` socket: whichever comes first of a message to
+/// send back, a heartbeat, or the server stopping.
+async fn serve_echo(app: &App, socket: &mut WebSocketStream<TokioIo<Upgraded>>) -> Ending {
+    let ping_every = Duration::from_secs(app.options.ping_interval.max(1));
+    let mut heartbeat =
+        tokio::time::interval_at(tokio::time::Instant::now() + ping_every, ping_every);
+    let mut heard = Instant::now();
+    let mut stopping = std::pin::pin!(app.shutdown.wait());
+    loop {
+        tokio::select! {
+            incoming = socket.next() => {
+                heard = Instant::now();
+                let echo = match incoming {
+                    None | Some(Err(WsError::ConnectionClosed | WsError::AlreadyClosed)) => return Ending::Gone,
+                    Some(Err(error)) => return read_error(error),
+                    Some(Ok(Message::Text(text))) if text.len() > MESSAGE_LIMIT => {
+                        return Ending::Close(CloseCode::Size, "text messages are limited to 26 KiB");
+                    }
+                    Some(Ok(message @ (Message::Text(_) | Message::Binary(_)))) => message,
+                    Some(Ok(Message::Close(_))) => return Ending::Gone,
+                    Some(Ok(_)) => continue,
+                };
+                if let Err(ending) = send(socket, echo).await {
+                    return ending;
                 }
-                return;
             }
-        };
-        if send(&mut socket, echo).await.is_err() {
-            return;
+            _ = heartbeat.tick() => {
+                if heard.elapsed() > 2 * ping_every {
+                    tracing::info!("WS /echo: no answer to two pings, dropping the socket");
+                    return Ending::Gone;
+                }
+                if let Err(ending) = send(socket, Message::Ping(Bytes::new())).await {
+                    return ending;
+                }
+            }
+            () = &mut stopping => return Ending::Close(CloseCode::Away, "the server is stopping"),
         }
     }
 }

@@ -177,3 +177,43 @@ pub async fn answer_to(socket: &mut Socket, text: String, reference: &Value) -> 
         }
     }
 }
+
+/// Stops `server` with `sockets` open: every one of them hears 1001,
+/// "going away", and its connection then ends cleanly.
+pub async fn stopping_says_going_away(server: Running, mut sockets: Vec<Socket>) {
+    let stopping = tokio::spawn(server.stop());
+    for socket in &mut sockets {
+        assert_eq!(close_code(socket).await.0, CloseCode::Away);
+        ends_cleanly(socket).await;
+    }
+    stopping.await.expect("the server stopped");
+}
+
+/// How many sockets the page's footer says were open when it was made.
+pub async fn sockets_open(server: &Running) -> usize {
+    let page = super::page(server.url("/")).await;
+    let (_, footer) = page
+        .split_once("When this page was made, ")
+        .expect("the footer counts the open sockets");
+    footer
+        .split_whitespace()
+        .next()
+        .and_then(|count| count.parse().ok())
+        .expect("a number of sockets")
+}
+
+/// Opens `/echo` and waits for its first echo: the socket is being served.
+pub async fn echo(server: &Running) -> Socket {
+    let mut echo = connect(server, "/echo").await;
+    echo.send(Message::Text("hi".into()))
+        .await
+        .expect("the socket takes the message");
+    let back = tokio::time::timeout(Duration::from_secs(10), echo.next())
+        .await
+        .expect("an echo within 10 s");
+    assert!(
+        matches!(&back, Some(Ok(Message::Text(text))) if text.as_str() == "hi"),
+        "{back:?}"
+    );
+    echo
+}

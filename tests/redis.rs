@@ -880,3 +880,17 @@ async fn echo_sockets_count_and_hear_going_away() {
     assert_eq!(ws::sockets_open(&server).await, 3);
     ws::stopping_says_going_away(server, vec![member, admin, echo]).await;
 }
+
+/// As in 05: the client closes, and the server answers, on every kind of
+/// socket.
+#[tokio::test]
+async fn the_server_answers_a_clients_close() {
+    let Some(redis) = RedisServer::any() else {
+        return;
+    };
+    let server = server(&redis.url, &prefix(), 1_000).await;
+    for path in ["/ws", "/echo", &format!("/admin/ws?token={TOKEN}")] {
+        ws::client_closes_are_answered(&server, path).await;
+    }
+    server.stop().await;
+}

@@ -665,3 +665,14 @@ async fn echo_sockets_count_and_hear_going_away() {
     assert_eq!(ws::sockets_open(&server).await, 3);
     ws::stopping_says_going_away(server, vec![member, admin, echo]).await;
 }
+
+/// The other way round: the client closes, and the server answers, on
+/// every kind of socket.
+#[tokio::test]
+async fn the_server_answers_a_clients_close() {
+    let server = start().await;
+    for path in ["/ws", "/echo", &format!("/admin/ws?token={TOKEN}")] {
+        ws::client_closes_are_answered(&server, path).await;
+    }
+    server.stop().await;
+}

@@ -419,6 +419,17 @@ async fn the_server_finishes_the_closing_handshake() {
     server.stop().await;
 }
 
+/// The other way round: the client closes (a page's `ws.close()`, a tab
+/// going away) and the server answers, on both kinds of socket.
+#[tokio::test]
+async fn the_server_answers_a_clients_close() {
+    let server = start().await;
+    for path in ["/ws?since=0", "/echo"] {
+        ws::client_closes_are_answered(&server, path).await;
+    }
+    server.stop().await;
+}
+
 #[tokio::test]
 async fn flooding_gets_errors_then_a_1008() {
     let server = start().await;

@@ -1165,8 +1165,11 @@ fn encode(message: &ToClient<'_>) -> Message {
 
 /// Why a socket's session ends.
 enum Ending {
-    /// The client closed, or its connection broke: nothing more to say.
+    /// The connection broke, or the client hung up without a close frame:
+    /// nothing more to say.
     Gone,
+    /// The client sent a close frame: it gets one back, then we hang up.
+    ClientClosed,
     /// We close, with a code and a reason the client can read.
     Close(CloseCode, &'static str),
 }
@@ -1214,9 +1217,7 @@ async fn room_socket(app: App, mut socket: WebSocketStream<TokioIo<Upgraded>>, s
         Ok(()) => serve_rooms(&app, &mut socket, &mut member, &mut redis).await,
         Err(ending) => ending,
     };
-    if let Ending::Close(code, reason) = ending {
-        close(&mut socket, code, reason).await;
-    }
+    end(&mut socket, ending).await;
     tracing::info!(
         "WS /ws closed after {:.1} s, {} sockets open",
         started.elapsed().as_secs_f64(),
@@ -1296,7 +1297,7 @@ async fn serve_rooms(
                     // Pings are answered by tungstenite itself; pongs only
                     // tell us the client is alive (`heard`, above).
                     Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => continue,
-                    Message::Close(_) => return Ending::Gone,
+                    Message::Close(_) => return Ending::ClientClosed,
                 };
                 if let Err(ending) = send_all(socket, replies).await {
                     return ending;
@@ -1588,9 +1589,7 @@ async fn admin_socket(app: App, mut socket: WebSocketStream<TokioIo<Upgraded>>) 
         Ok(()) => serve_admin(&app, &mut socket, &mut activity, &mut redis).await,
         Err(ending) => ending,
     };
-    if let Ending::Close(code, reason) = ending {
-        close(&mut socket, code, reason).await;
-    }
+    end(&mut socket, ending).await;
     tracing::info!("WS /admin/ws closed");
 }
 
@@ -1623,7 +1622,7 @@ async fn serve_admin(
                     }
                     Some(Ok(Message::Text(text))) => vec![announce(app, &text).await],
                     Some(Ok(Message::Binary(_))) => return Ending::Close(CloseCode::Unsupported, "binary frames are not spoken here"),
-                    Some(Ok(Message::Close(_))) => return Ending::Gone,
+                    Some(Ok(Message::Close(_))) => return Ending::ClientClosed,
                     Some(Ok(_)) => continue,
                 }
             }
@@ -1763,6 +1762,24 @@ async fn in_time(write: impl Future<Output = Result<(), WsError>>) -> Result<(),
     }
 }
 
+/// Ends a session the way it ended: the answer to the client's close frame,
+/// or our own close frame and the closing handshake, or nothing at all for a
+/// connection that broke.
+async fn end(socket: &mut WebSocketStream<TokioIo<Upgraded>>, ending: Ending) {
+    match ending {
+        Ending::Gone => {}
+        // tungstenite queued the answer as the client's close frame came
+        // in: the same code back (RFC 6455, 5.5.1), or 1002 for a code
+        // that nobody may send, such as 999 or 1005 (7.4). The flush sends
+        // it; that ends the closing handshake, and the server, which should
+        // be the first to close the TCP connection (7.1.1), drops it.
+        Ending::ClientClosed => {
+            let _ = tokio::time::timeout(Duration::from_secs(1), socket.flush()).await;
+        }
+        Ending::Close(code, reason) => close(socket, code, reason).await,
+    }
+}
+
 /// Sends a close frame with a code and a reason, then reads (and ignores)
 /// what the client still sends until its own close frame comes back: the
 /// closing handshake of RFC 6455, 7.1. Hanging up on unread data would make
@@ -1794,9 +1811,7 @@ async fn echo_socket(app: App, mut socket: WebSocketStream<TokioIo<Upgraded>>) {
     let _open = app.sockets.open();
     tracing::info!("WS /echo opened, {} sockets open", app.sockets.count());
     let ending = serve_echo(&app, &mut socket).await;
-    if let Ending::Close(code, reason) = ending {
-        close(&mut socket, code, reason).await;
-    }
+    end(&mut socket, ending).await;
     tracing::info!("WS /echo closed, {} sockets open", app.sockets.count() - 1);
 }
 
@@ -1819,7 +1834,7 @@ async fn serve_echo(app: &App, socket: &mut WebSocketStream<TokioIo<Upgraded>>) 
                         return Ending::Close(CloseCode::Size, "text messages are limited to 26 KiB");
                     }
                     Some(Ok(message @ (Message::Text(_) | Message::Binary(_)))) => message,
-                    Some(Ok(Message::Close(_))) => return Ending::Gone,
+                    Some(Ok(Message::Close(_))) => return Ending::ClientClosed,
                     Some(Ok(_)) => continue,
                 };
                 if let Err(ending) = send(socket, echo).await {

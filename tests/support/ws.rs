@@ -13,7 +13,12 @@ use tokio::net::TcpStream;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::protocol::frame::Frame;
+use tokio_tungstenite::tungstenite::protocol::frame::FrameHeader;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::Control;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::OpCode;
 
 use super::Running;
 
@@ -216,4 +221,108 @@ pub async fn echo(server: &Running) -> Socket {
         "{back:?}"
     );
     echo
+}
+
+/// A close frame with any payload at all, as a broken or hostile client
+/// might send one: tungstenite's own `Message::Close` can only say a code
+/// and a UTF-8 reason.
+pub fn raw_close(payload: &[u8]) -> Message {
+    let header = FrameHeader {
+        opcode: OpCode::Control(Control::Close),
+        ..FrameHeader::default()
+    };
+    Message::Frame(Frame::from_payload(header, payload.to_vec().into()))
+}
+
+/// The client starts the closing handshake with `close` and gets the
+/// server's close frame in answer (`None` for one without a code); the
+/// connection must then end cleanly.
+pub async fn answer_to(socket: &mut Socket, close: Message) -> Option<CloseFrame> {
+    socket
+        .send(close)
+        .await
+        .expect("the socket takes the close frame");
+    let answer = loop {
+        let message = tokio::time::timeout(Duration::from_secs(10), socket.next())
+            .await
+            .expect("the server answers within 10 s");
+        match message {
+            Some(Ok(Message::Close(frame))) => break frame,
+            Some(Ok(_)) => continue,
+            Some(Err(error)) => {
+                panic!("the connection broke before the server's close frame: {error}")
+            }
+            None => panic!("the connection ended without the server's close frame"),
+        }
+    };
+    ends_cleanly(socket).await;
+    answer
+}
+
+/// RFC 6455's closing handshake started by the client, on a socket of
+/// `path`: whoever receives a close frame sends one back (5.5.1), with the
+/// same code when it is one a client may send, and 1002 when it is not
+/// (7.4); then the server ends the TCP connection (7.1.1). A browser's
+/// `ws.close()` reports `wasClean` only when all of that happened.
+pub async fn client_closes_are_answered(server: &Running, path: &str) {
+    let close = |code: u16, reason: &'static str| {
+        Message::Close(Some(CloseFrame {
+            code: code.into(),
+            reason: reason.into(),
+        }))
+    };
+    // Codes a client may send come back as they were sent.
+    for (code, reason) in [(1000, "bye"), (1001, "tab closed"), (4000, "done")] {
+        let mut socket = connect(server, path).await;
+        let answer = answer_to(&mut socket, close(code, reason))
+            .await
+            .expect("a close frame with a code");
+        assert_eq!(
+            (u16::from(answer.code), answer.reason.as_str()),
+            (code, reason),
+            "{path}: the answer to {code}"
+        );
+    }
+    // `ws.close()` without a code sends a close frame without one; the
+    // answer may say 1000 or, like the client, nothing.
+    let mut socket = connect(server, path).await;
+    let answer = answer_to(&mut socket, Message::Close(None)).await;
+    assert!(
+        answer
+            .as_ref()
+            .is_none_or(|frame| frame.code == CloseCode::Normal),
+        "{path}: the answer to a close without a code: {answer:?}"
+    );
+    // Codes nobody may send on the wire: out of range (999, 5000), or the
+    // ones that only report what happened (1005 no code, 1006 no close
+    // frame, 1015 TLS); and a payload of one byte, half a code.
+    for (close, what) in [
+        (close(999, ""), "999"),
+        (close(1005, ""), "1005"),
+        (close(1006, ""), "1006"),
+        (close(1015, ""), "1015"),
+        (close(5000, ""), "5000"),
+        (raw_close(&[0x03]), "a 1-byte payload"),
+    ] {
+        let mut socket = connect(server, path).await;
+        let answer = answer_to(&mut socket, close)
+            .await
+            .expect("a close frame with a code");
+        assert_eq!(
+            answer.code,
+            CloseCode::Protocol,
+            "{path}: the answer to {what}"
+        );
+    }
+    // A reason that is not UTF-8: 1007, the code for text that is not
+    // (7.4.1), as for a text frame.
+    let mut socket = connect(server, path).await;
+    let answer = answer_to(&mut socket, raw_close(&[0x03, 0xe8, 0xff, 0xfe]))
+        .await
+        .expect("a close frame with a code");
+    assert_eq!(
+        answer.code,
+        CloseCode::Invalid,
+        "{path}: a reason not in UTF-8"
+    );
 }

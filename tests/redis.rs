@@ -846,7 +846,7 @@ async fn without_redis_the_server_says_how_to_start_one() {
     );
 }
 
-/// As in 05: `/echo` takes text up to 16 KiB, binary up to an attachment's
+/// As in 05: `/echo` takes text up to 26 KiB, binary up to an attachment's
 /// 256 KiB.
 #[tokio::test]
 async fn echo_has_the_limits_of_ws() {
@@ -860,7 +860,7 @@ async fn echo_has_the_limits_of_ws() {
         .await
         .unwrap();
     assert_eq!(next_frame(&mut echo).await, Message::Binary(image.into()));
-    echo.send(Message::Text("x".repeat(17 * 1024).into()))
+    echo.send(Message::Text("x".repeat(MAX_POST_BYTES + 1).into()))
         .await
         .unwrap();
     assert_eq!(ws::close_code(&mut echo).await.0, CloseCode::Size);

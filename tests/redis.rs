@@ -894,3 +894,27 @@ async fn the_server_answers_a_clients_close() {
     }
     server.stop().await;
 }
+
+/// As in 05: one limit per client address, whichever way it posts.
+#[tokio::test]
+async fn http_posts_count_against_the_socket_too() {
+    let Some(redis) = RedisServer::any() else {
+        return;
+    };
+    let server = server(&redis.url, &prefix(), 1_000).await;
+    for i in 0..20 {
+        let post = json!({ "title": format!("over HTTP {i}") }).to_string();
+        let response = api::post_json(&server, &post).await;
+        assert_eq!(response.status(), StatusCode::CREATED, "post {i}");
+    }
+    let (mut socket, _) = member(&server).await;
+    let refused = ask(
+        &mut socket,
+        json!({ "type": "post", "ref": 21, "room": "general", "title": "one too many" }),
+    )
+    .await;
+    assert_eq!(refused["type"], "error", "{refused}");
+    let message = refused["message"].as_str().expect("a message");
+    assert!(message.starts_with("Too many posts"), "{message}");
+    server.stop().await;
+}

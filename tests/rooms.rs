@@ -676,3 +676,26 @@ async fn the_server_answers_a_clients_close() {
     }
     server.stop().await;
 }
+
+/// One limit per client address: posts over HTTP count against its
+/// sockets too.
+#[tokio::test]
+async fn http_posts_count_against_the_socket_too() {
+    let server = start().await;
+    for i in 0..20 {
+        let post = json!({ "title": format!("over HTTP {i}") }).to_string();
+        let response = support::api::post_json(&server, &post).await;
+        assert_eq!(response.status(), StatusCode::CREATED, "post {i}");
+    }
+    let (mut socket, _) = member(&server).await;
+    let refused = ask(
+        &mut socket,
+        json!({ "type": "post", "ref": 21, "room": "general", "title": "one too many" }),
+    )
+    .await;
+    assert_eq!(refused["type"], "error", "{refused}");
+    let message = refused["message"].as_str().expect("a message");
+    assert!(message.starts_with("Too many posts"), "{message}");
+    assert_eq!(server.feed.cursor(), 20, "nothing more was stored");
+    server.stop().await;
+}

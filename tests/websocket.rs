@@ -481,6 +481,73 @@ async fn flooding_gets_errors_then_a_1008() {
     server.stop().await;
 }
 
+/// The limit is per client address, not per socket: posts over HTTP and
+/// over every socket of the same client count together.
+#[tokio::test]
+async fn http_posts_count_against_the_socket_too() {
+    let server = start().await;
+    for i in 0..20 {
+        let post = json!({ "title": format!("over HTTP {i}") }).to_string();
+        let response = api::post_json(&server, &post).await;
+        assert_eq!(response.status(), StatusCode::CREATED, "post {i}");
+    }
+    let mut socket = ws::connect(&server, "/ws").await;
+    ws::next_json(&mut socket).await;
+    ws::send_json(
+        &mut socket,
+        json!({ "type": "post", "ref": 21, "title": "one too many" }),
+    )
+    .await;
+    let refused = ws::next_json(&mut socket).await;
+    assert_eq!(
+        (&refused["type"], &refused["ref"]),
+        (&json!("error"), &json!(21))
+    );
+    let message = refused["message"].as_str().expect("a message");
+    assert!(message.starts_with("Too many posts"), "{message}");
+    assert_eq!(server.feed.cursor(), 20, "nothing more was stored");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn another_socket_does_not_mean_more_posts() {
+    let server = start().await;
+    let mut first = ws::connect(&server, "/ws").await;
+    ws::next_json(&mut first).await;
+    for i in 0..20 {
+        ws::send_json(
+            &mut first,
+            json!({ "type": "post", "ref": i, "title": format!("post {i}") }),
+        )
+        .await;
+        // Its `posted` and its `news`, in either order.
+        let answers = [
+            ws::next_json(&mut first).await,
+            ws::next_json(&mut first).await,
+        ];
+        assert!(
+            answers.iter().any(|answer| answer["type"] == "posted"),
+            "{answers:?}"
+        );
+    }
+    let mut second = ws::connect(&server, "/ws").await;
+    ws::next_json(&mut second).await;
+    ws::send_json(
+        &mut second,
+        json!({ "type": "post", "ref": "more", "title": "from a second socket" }),
+    )
+    .await;
+    let refused = ws::next_json(&mut second).await;
+    assert_eq!(
+        (&refused["type"], &refused["ref"]),
+        (&json!("error"), &json!("more"))
+    );
+    let response = api::post_json(&server, r#"{"title":"and over HTTP"}"#).await;
+    assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(server.feed.cursor(), 20, "nothing more was stored");
+    server.stop().await;
+}
+
 #[tokio::test]
 async fn echo_sends_everything_back() {
     let server = start().await;

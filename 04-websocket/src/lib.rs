@@ -34,7 +34,6 @@
 //! open, start it again: the page reconnects by itself and asks for what
 //! it missed with `?since=`.
 
-use std::collections::VecDeque;
 use std::io;
 use std::sync::Arc;
 use std::time::Duration;
@@ -60,6 +59,7 @@ use shared::Shutdown;
 use shared::assets;
 use shared::feed::Batch;
 use shared::feed::Pushed;
+use shared::flood::Poster;
 use shared::form::Fields;
 use shared::http;
 use shared::http::Response;
@@ -110,10 +110,8 @@ const MESSAGE_LIMIT: usize = BODY_LIMIT;
 /// server gives up on it.
 const SEND_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// At most this many posts per socket in [`POST_WINDOW`]...
-const POSTS_PER_WINDOW: usize = 20;
-const POST_WINDOW: Duration = Duration::from_secs(10);
-/// ...and after this many refused posts in a row, the socket is closed.
+/// After this many posts in a row refused for coming too fast (the limit is
+/// per client address, see `shared::flood`), the socket is closed.
 const FLOOD_LIMIT: usize = 20;
 
 /// What a workshop leader can tune in this step.
@@ -183,11 +181,13 @@ async fn route(app: App, request: Request<Incoming>) -> Response {
             let since =
                 Fields::query(request.uri().query()).and_then(|query| query.number("since"));
             match since {
-                Ok(since) => upgrade(request, move |socket| news_socket(app, socket, since)),
+                Ok(since) => upgrade(request, move |socket, poster| {
+                    news_socket(app, socket, poster, since)
+                }),
                 Err(message) => http::json_error(StatusCode::BAD_REQUEST, &message),
             }
         }
-        (&Method::GET, "/echo") => upgrade(request, move |socket| echo_socket(app, socket)),
+        (&Method::GET, "/echo") => upgrade(request, move |socket, _| echo_socket(app, socket)),
         (&Method::POST, "/news") if http::has_content_type(request.headers(), JSON) => {
             post_json(&app, request).await
         }
@@ -290,10 +290,10 @@ async fn post_json(app: &App, request: Request<Incoming>) -> Response {
 ///
 /// and the server agrees with `101 Switching Protocols`. From then on the
 /// connection no longer speaks HTTP: hyper hands it over, and `session`
-/// speaks WebSocket frames on it.
+/// speaks WebSocket frames on it, for the client that sent the request.
 fn upgrade<F, S>(mut request: Request<Incoming>, session: F) -> Response
 where
-    F: FnOnce(WebSocketStream<TokioIo<Upgraded>>) -> S + Send + 'static,
+    F: FnOnce(WebSocketStream<TokioIo<Upgraded>>, Poster) -> S + Send + 'static,
     S: Future<Output = ()> + Send + 'static,
 {
     let headers = request.headers();
@@ -333,6 +333,9 @@ where
     // A plain HTTP server, or a cache replaying an old answer, could not
     // produce it.
     let accept = derive_accept_key(key.as_bytes());
+    // Posts over the socket count against the client's limit, together
+    // with its HTTP posts and those of its other sockets.
+    let poster = Poster::of(request.extensions());
 
     // Ask hyper for the connection once the 101 has gone out. This must be
     // taken from the request before we answer; the future resolves after.
@@ -347,7 +350,7 @@ where
                         Some(socket_config()),
                     )
                     .await;
-                    session(socket).await;
+                    session(socket, poster).await;
                 }
                 Err(error) => tracing::warn!(%error, "the upgrade did not complete"),
             }
@@ -457,7 +460,12 @@ enum Ending {
 
 /// One socket on `/ws`: the snapshot, then news as it happens, and posts
 /// from the client, until one side closes.
-async fn news_socket(app: App, mut socket: WebSocketStream<TokioIo<Upgraded>>, since: Option<u64>) {
+async fn news_socket(
+    app: App,
+    mut socket: WebSocketStream<TokioIo<Upgraded>>,
+    poster: Poster,
+    since: Option<u64>,
+) {
     let _open = app.sockets.open();
     let started = Instant::now();
     // Subscribe and take the snapshot in one step, so that an item posted
@@ -473,7 +481,7 @@ async fn news_socket(app: App, mut socket: WebSocketStream<TokioIo<Upgraded>>, s
     )
     .await
     {
-        Ok(()) => serve_news(&app, &mut socket, &mut news).await,
+        Ok(()) => serve_news(&app, &mut socket, &mut news, &poster).await,
         Err(ending) => ending,
     };
     end(&mut socket, ending).await;
@@ -490,12 +498,12 @@ async fn serve_news(
     app: &App,
     socket: &mut WebSocketStream<TokioIo<Upgraded>>,
     news: &mut shared::feed::Subscription,
+    poster: &Poster,
 ) -> Ending {
     let ping_every = Duration::from_secs(app.options.ping_interval.max(1));
     let mut heartbeat =
         tokio::time::interval_at(tokio::time::Instant::now() + ping_every, ping_every);
     let mut heard = Instant::now();
-    let mut posts = VecDeque::new();
     let mut refused = 0;
     // Made once, not at every turn of the loop: each new wait signs up with
     // the shutdown signal, and thousands of sockets signing up again for
@@ -531,19 +539,10 @@ async fn serve_news(
                     Some(Ok(message)) => message,
                 };
                 let reply = match message {
-                    Message::Text(text) => {
-                        if flooding(&mut posts) {
-                            refused += 1;
-                            if refused > FLOOD_LIMIT {
-                                return Ending::Close(CloseCode::Policy, "too many posts");
-                            }
-                            let message = "Too many posts: at most 20 in 10 seconds. Nothing was stored.";
-                            error_reply(&Value::Null, None, Some(message))
-                        } else {
-                            refused = 0;
-                            handle_post(app, &text)
-                        }
-                    }
+                    Message::Text(text) => match handle_post(app, poster, &mut refused, &text) {
+                        Ok(reply) => reply,
+                        Err(ending) => return ending,
+                    },
                     Message::Binary(_) => return Ending::Close(CloseCode::Unsupported, "binary frames are not spoken here"),
                     // Pings are answered by tungstenite itself; pongs only
                     // tell us the client is alive (`heard`, above).
@@ -569,26 +568,46 @@ async fn serve_news(
 }
 
 /// `{"type":"post",...}` → store it and say `posted`, or say what is wrong.
-fn handle_post(app: &App, text: &str) -> Message {
+/// A post past the client's limit is refused (`refused` counts those in a
+/// row); past [`FLOOD_LIMIT`] of them, the socket is closed.
+fn handle_post(
+    app: &App,
+    poster: &Poster,
+    refused: &mut usize,
+    text: &str,
+) -> Result<Message, Ending> {
     let Ok(json) = serde_json::from_str::<Value>(text) else {
-        return error_reply(&Value::Null, None, Some("That message is not JSON."));
+        return Ok(error_reply(
+            &Value::Null,
+            None,
+            Some("That message is not JSON."),
+        ));
     };
     let reference = json.get("ref").cloned().unwrap_or(Value::Null);
-    match serde_json::from_value::<FromClient>(json) {
-        Ok(FromClient::Post { post }) => match news::validate(&post.title, &post.body) {
-            Ok(post) => {
-                let item = app.feed.post(post);
-                encode(&ToClient::Posted {
-                    reference: &reference,
-                    id: item.id,
-                })
-            }
-            Err(errors) => error_reply(&reference, Some(&errors), None),
-        },
+    let post = match serde_json::from_value::<FromClient>(json) {
+        Ok(FromClient::Post { post }) => post,
         Err(error) => {
             let message = format!("That message is not one this server understands: {error}.");
-            error_reply(&reference, None, Some(&message))
+            return Ok(error_reply(&reference, None, Some(&message)));
         }
+    };
+    if let Err(refusal) = poster.admit() {
+        *refused += 1;
+        if *refused > FLOOD_LIMIT {
+            return Err(Ending::Close(CloseCode::Policy, "too many posts"));
+        }
+        return Ok(error_reply(&reference, None, Some(&refusal.message)));
+    }
+    *refused = 0;
+    match news::validate(&post.title, &post.body) {
+        Ok(post) => {
+            let item = app.feed.post(post);
+            Ok(encode(&ToClient::Posted {
+                reference: &reference,
+                id: item.id,
+            }))
+        }
+        Err(errors) => Ok(error_reply(&reference, Some(&errors), None)),
     }
 }
 
@@ -598,19 +617,6 @@ fn error_reply(reference: &Value, errors: Option<&FieldErrors>, message: Option<
         errors,
         message,
     })
-}
-
-/// Counts a post; true when this socket has posted too much lately.
-fn flooding(posts: &mut VecDeque<Instant>) -> bool {
-    let now = Instant::now();
-    while posts.front().is_some_and(|&at| now - at > POST_WINDOW) {
-        posts.pop_front();
-    }
-    if posts.len() >= POSTS_PER_WINDOW {
-        return true;
-    }
-    posts.push_back(now);
-    false
 }
 
 /// The frame for one pushed item, encoded once for all sockets; or a

@@ -70,6 +70,7 @@ use shared::assets;
 use shared::feed::Batch;
 use shared::feed::Pushed;
 use shared::feed::Subscription;
+use shared::flood::Poster;
 use shared::form::Fields;
 use shared::http;
 use shared::http::Response;
@@ -131,10 +132,8 @@ const SERVER_ATTACHMENT_BYTES: usize = 64 * 1024 * 1024;
 /// server gives up on it.
 const SEND_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// At most this many posts per socket in [`POST_WINDOW`]...
-const POSTS_PER_WINDOW: usize = 20;
-const POST_WINDOW: Duration = Duration::from_secs(10);
-/// ...and after this many refused posts in a row, the socket is closed.
+/// After this many posts in a row refused for coming too fast (the limit is
+/// per client address, see `shared::flood`), the socket is closed.
 const FLOOD_LIMIT: usize = 20;
 
 /// The least time between two `presence` frames for one room on one socket.
@@ -234,7 +233,9 @@ async fn route(app: App, request: Request<Incoming>) -> Response {
             let since =
                 Fields::query(request.uri().query()).and_then(|query| query.number("since"));
             match since {
-                Ok(since) => upgrade(request, move |socket| room_socket(app, socket, since)),
+                Ok(since) => upgrade(request, move |socket, poster| {
+                    room_socket(app, socket, poster, since)
+                }),
                 Err(message) => http::json_error(StatusCode::BAD_REQUEST, &message),
             }
         }
@@ -247,7 +248,7 @@ async fn route(app: App, request: Request<Incoming>) -> Response {
                 let message = "The admin namespace needs ?token= with the admin token.";
                 return http::json_error(StatusCode::UNAUTHORIZED, message);
             }
-            upgrade(request, move |socket| admin_socket(app, socket))
+            upgrade(request, move |socket, _| admin_socket(app, socket))
         }
         (&Method::GET, "/admin") => page::render(StatusCode::OK, &Admin { layout }),
         (&Method::GET, "/rooms.js") => {
@@ -255,7 +256,7 @@ async fn route(app: App, request: Request<Incoming>) -> Response {
             let response = http::response(StatusCode::OK, "text/javascript; charset=utf-8", script);
             http::with_header(response, header::CACHE_CONTROL, "no-cache")
         }
-        (&Method::GET, "/echo") => upgrade(request, move |socket| echo_socket(app, socket)),
+        (&Method::GET, "/echo") => upgrade(request, move |socket, _| echo_socket(app, socket)),
         (&Method::POST, "/news") if http::has_content_type(request.headers(), JSON) => {
             post_json(&app, request).await
         }
@@ -373,10 +374,10 @@ async fn post_json(app: &App, request: Request<Incoming>) -> Response {
 ///
 /// and the server agrees with `101 Switching Protocols`. From then on the
 /// connection no longer speaks HTTP: hyper hands it over, and `session`
-/// speaks WebSocket frames on it.
+/// speaks WebSocket frames on it, for the client that sent the request.
 fn upgrade<F, S>(mut request: Request<Incoming>, session: F) -> Response
 where
-    F: FnOnce(WebSocketStream<TokioIo<Upgraded>>) -> S + Send + 'static,
+    F: FnOnce(WebSocketStream<TokioIo<Upgraded>>, Poster) -> S + Send + 'static,
     S: Future<Output = ()> + Send + 'static,
 {
     let headers = request.headers();
@@ -416,6 +417,9 @@ where
     // A plain HTTP server, or a cache replaying an old answer, could not
     // produce it.
     let accept = derive_accept_key(key.as_bytes());
+    // Posts over the socket count against the client's limit, together
+    // with its HTTP posts and those of its other sockets.
+    let poster = Poster::of(request.extensions());
 
     // Ask hyper for the connection once the 101 has gone out. This must be
     // taken from the request before we answer; the future resolves after.
@@ -430,7 +434,7 @@ where
                         Some(socket_config()),
                     )
                     .await;
-                    session(socket).await;
+                    session(socket, poster).await;
                 }
                 Err(error) => tracing::warn!(%error, "the upgrade did not complete"),
             }
@@ -888,8 +892,9 @@ struct Member {
     events: StreamMap<Arc<str>, RoomEvents>,
     /// A post that announced an attachment, waiting for its binary frame.
     awaiting: Option<Awaiting>,
-    /// When this socket last posted, for the flood limit.
-    posts: VecDeque<Instant>,
+    /// Whose posts these are, for the limit on posts per client.
+    poster: Poster,
+    /// How many posts in a row were refused for coming too fast.
     refused: usize,
 }
 
@@ -903,7 +908,12 @@ struct Awaiting {
 
 /// One socket on `/ws`: `general` first, then whatever rooms it joins,
 /// until one side closes.
-async fn room_socket(app: App, mut socket: WebSocketStream<TokioIo<Upgraded>>, since: Option<u64>) {
+async fn room_socket(
+    app: App,
+    mut socket: WebSocketStream<TokioIo<Upgraded>>,
+    poster: Poster,
+    since: Option<u64>,
+) {
     let _open = app.sockets.open();
     let started = Instant::now();
     tracing::info!(
@@ -914,7 +924,7 @@ async fn room_socket(app: App, mut socket: WebSocketStream<TokioIo<Upgraded>>, s
         joined: HashMap::new(),
         events: StreamMap::new(),
         awaiting: None,
-        posts: VecDeque::new(),
+        poster,
         refused: 0,
     };
     let joined = join(&app, &mut member, &Value::Null, GENERAL, since);
@@ -1062,13 +1072,12 @@ fn handle_text(app: &App, member: &mut Member, text: &str) -> Result<Vec<Message
             post,
             attachment,
         } => {
-            if flooding(&mut member.posts) {
+            if let Err(refusal) = member.poster.admit() {
                 member.refused += 1;
                 if member.refused > FLOOD_LIMIT {
                     return Err(Ending::Close(CloseCode::Policy, "too many posts"));
                 }
-                let message = "Too many posts: at most 20 in 10 seconds. Nothing was stored.";
-                return Ok(vec![error_reply(&reference, None, Some(message))]);
+                return Ok(vec![error_reply(&reference, None, Some(&refusal.message))]);
             }
             member.refused = 0;
             let Some(membership) = member.joined.get(room.as_str()) else {
@@ -1370,19 +1379,6 @@ fn error_reply(reference: &Value, errors: Option<&FieldErrors>, message: Option<
         errors,
         message,
     })
-}
-
-/// Counts a post; true when this socket has posted too much lately.
-fn flooding(posts: &mut VecDeque<Instant>) -> bool {
-    let now = Instant::now();
-    while posts.front().is_some_and(|&at| now - at > POST_WINDOW) {
-        posts.pop_front();
-    }
-    if posts.len() >= POSTS_PER_WINDOW {
-        return true;
-    }
-    posts.push_back(now);
-    false
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {

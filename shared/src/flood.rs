@@ -132,34 +132,45 @@ impl Refusal {
     }
 }
 
-/// Who sends a request, and the limit their posts fall under, as
-/// [`http::serve`](crate::http::serve) put them in its extensions. Taken
-/// from the request before its body is read, asked once the post is in.
-#[derive(Clone, Debug)]
-pub struct Sender(Option<(Arc<PostLimit>, IpAddr)>);
+/// Counts a post sent with this request, or refuses it, by the limit and
+/// the client that [`http::serve`](crate::http::serve) put in its
+/// extensions. (A request without them, from a server of another kind,
+/// is not limited.)
+pub fn admit(extensions: &Extensions) -> Result<(), Refusal> {
+    Poster::of(extensions).admit()
+}
 
-impl Sender {
-    /// The sender of the request with these extensions. (A request without
-    /// them, from a server of another kind, is not limited.)
-    pub fn of(extensions: &Extensions) -> Sender {
-        let limit = extensions.get::<Arc<PostLimit>>();
-        let client = extensions.get::<Client>();
-        Sender(limit.cloned().zip(client.map(|client| client.0)))
+/// A client and the limit it posts under, kept beyond its request: a
+/// WebSocket takes them from its upgrade request, so that its posts count
+/// with the same client's HTTP posts and those of its other sockets.
+/// Otherwise every new socket would be a fresh allowance.
+#[derive(Clone, Debug, Default)]
+pub struct Poster {
+    /// `None` for a request without them (see [`admit`]): not limited.
+    limit: Option<(Arc<PostLimit>, Client)>,
+}
+
+impl Poster {
+    /// The limit and the client that [`http::serve`](crate::http::serve)
+    /// put in a request's extensions.
+    pub fn of(extensions: &Extensions) -> Poster {
+        let limit = match (
+            extensions.get::<Arc<PostLimit>>(),
+            extensions.get::<Client>(),
+        ) {
+            (Some(limit), Some(client)) => Some((limit.clone(), *client)),
+            _ => None,
+        };
+        Poster { limit }
     }
 
-    /// Counts one post from this sender, or refuses it and says why.
+    /// Counts a post from this client, or refuses it and says why.
     pub fn admit(&self) -> Result<(), Refusal> {
-        match &self.0 {
-            Some((limit, client)) => limit.admit(*client),
+        match &self.limit {
+            Some((limit, client)) => limit.admit(client.0),
             None => Ok(()),
         }
     }
-}
-
-/// Counts a post sent with this request, or refuses it: the same as
-/// `Sender::of(extensions).admit()`.
-pub fn admit(extensions: &Extensions) -> Result<(), Refusal> {
-    Sender::of(extensions).admit()
 }
 
 /// `wait` in whole seconds, rounded up, as `Retry-After` wants it.
@@ -211,6 +222,24 @@ mod tests {
         let later = now + WINDOW;
         assert_eq!(limit.admit_at(ALICE, later), Ok(()));
         assert_eq!(limit.admit_at(ALICE, later), Err(WINDOW));
+    }
+
+    #[test]
+    fn a_poster_counts_with_the_requests_of_its_client() {
+        let mut upgrade = Extensions::new();
+        upgrade.insert(Arc::new(PostLimit::new(Some(2))));
+        upgrade.insert(Client(ALICE));
+        // The socket opened by that request, and a later request of the
+        // same client to the same server.
+        let socket = Poster::of(&upgrade);
+        let mut request = Extensions::new();
+        request.insert(upgrade.get::<Arc<PostLimit>>().unwrap().clone());
+        request.insert(Client(ALICE));
+        assert_eq!(socket.admit(), Ok(()));
+        assert_eq!(admit(&request), Ok(()));
+        assert!(socket.admit().is_err());
+        // Without a limit in the request, nothing is limited.
+        assert_eq!(Poster::of(&Extensions::new()).admit(), Ok(()));
     }
 
     #[test]

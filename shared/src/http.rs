@@ -439,7 +439,7 @@ pub async fn read_json_post(request: Request<Incoming>, limit: usize) -> Result<
         return Err(json_error(StatusCode::FORBIDDEN, &message));
     }
     // Taken before the body is read: `read_body` consumes the request.
-    let sender = flood::Sender::of(request.extensions());
+    let poster = flood::Poster::of(request.extensions());
     let body = match read_body(request, limit).await {
         Ok(body) => body,
         Err(BodyError::TooLarge) => {
@@ -458,7 +458,7 @@ pub async fn read_json_post(request: Request<Incoming>, limit: usize) -> Result<
         }
     };
     // Only a post that arrived whole counts against its client.
-    if let Err(refusal) = sender.admit() {
+    if let Err(refusal) = poster.admit() {
         return Err(too_many_posts(
             json_error(StatusCode::TOO_MANY_REQUESTS, &refusal.message),
             &refusal,

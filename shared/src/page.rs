@@ -330,7 +330,7 @@ pub async fn read_form(
         return Err(refuse(StatusCode::UNSUPPORTED_MEDIA_TYPE, message));
     }
     // Taken before the body is read: `read_body` consumes the request.
-    let sender = flood::Sender::of(request.extensions());
+    let poster = flood::Poster::of(request.extensions());
     let body = match http::read_body(request, limit).await {
         Ok(body) => body,
         Err(BodyError::TooLarge) => {
@@ -350,7 +350,7 @@ pub async fn read_form(
         }
     };
     // Only a post that arrived whole counts against its client.
-    if let Err(refusal) = sender.admit() {
+    if let Err(refusal) = poster.admit() {
         let page = refuse(StatusCode::TOO_MANY_REQUESTS, &refusal.message);
         return Err(http::too_many_posts(page, &refusal));
     }

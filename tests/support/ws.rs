@@ -237,7 +237,7 @@ pub fn raw_close(payload: &[u8]) -> Message {
 /// The client starts the closing handshake with `close` and gets the
 /// server's close frame in answer (`None` for one without a code); the
 /// connection must then end cleanly.
-pub async fn answer_to(socket: &mut Socket, close: Message) -> Option<CloseFrame> {
+pub async fn answer_to_close(socket: &mut Socket, close: Message) -> Option<CloseFrame> {
     socket
         .send(close)
         .await
@@ -274,7 +274,7 @@ pub async fn client_closes_are_answered(server: &Running, path: &str) {
     // Codes a client may send come back as they were sent.
     for (code, reason) in [(1000, "bye"), (1001, "tab closed"), (4000, "done")] {
         let mut socket = connect(server, path).await;
-        let answer = answer_to(&mut socket, close(code, reason))
+        let answer = answer_to_close(&mut socket, close(code, reason))
             .await
             .expect("a close frame with a code");
         assert_eq!(
@@ -286,7 +286,7 @@ pub async fn client_closes_are_answered(server: &Running, path: &str) {
     // `ws.close()` without a code sends a close frame without one; the
     // answer may say 1000 or, like the client, nothing.
     let mut socket = connect(server, path).await;
-    let answer = answer_to(&mut socket, Message::Close(None)).await;
+    let answer = answer_to_close(&mut socket, Message::Close(None)).await;
     assert!(
         answer
             .as_ref()
@@ -305,7 +305,7 @@ pub async fn client_closes_are_answered(server: &Running, path: &str) {
         (raw_close(&[0x03]), "a 1-byte payload"),
     ] {
         let mut socket = connect(server, path).await;
-        let answer = answer_to(&mut socket, close)
+        let answer = answer_to_close(&mut socket, close)
             .await
             .expect("a close frame with a code");
         assert_eq!(
@@ -317,7 +317,7 @@ pub async fn client_closes_are_answered(server: &Running, path: &str) {
     // A reason that is not UTF-8: 1007, the code for text that is not
     // (7.4.1), as for a text frame.
     let mut socket = connect(server, path).await;
-    let answer = answer_to(&mut socket, raw_close(&[0x03, 0xe8, 0xff, 0xfe]))
+    let answer = answer_to_close(&mut socket, raw_close(&[0x03, 0xe8, 0xff, 0xfe]))
         .await
         .expect("a close frame with a code");
     assert_eq!(

@@ -304,12 +304,56 @@ async fn room_limits_are_enforced_and_change_nothing() {
     // The server holds general, a, b; a second socket makes the fourth...
     let (mut other, _) = member(&server).await;
     join(&mut other, "c", 1).await;
-    // ...and a fifth is refused.
+    // ...and a fifth is refused, since someone is in each of them.
     let answer = ask(&mut other, json!({ "type": "join", "ref": 2, "room": "d" })).await;
     assert_eq!(
         answer["message"],
-        "This server already has 4 rooms, its limit."
+        "This server already has 4 rooms, its limit, and someone is in each."
     );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_flood_of_rooms_makes_way_instead_of_locking_new_ones_out() {
+    // Three rooms at most: general and two more.
+    let server = start_with(Options {
+        max_rooms: 3,
+        ..Options::default()
+    })
+    .await;
+    let (mut flooder, _) = member(&server).await;
+    // One client posts once in each of many rooms, and leaves each: every
+    // new room pushes out the quietest room nobody is in.
+    for (n, room) in ["a", "b", "c", "d", "e"].into_iter().enumerate() {
+        let reference = 10 * n as u64;
+        join(&mut flooder, room, reference).await;
+        let posted = ask(
+            &mut flooder,
+            json!({ "type": "post", "ref": reference + 1, "room": room, "title": room }),
+        )
+        .await;
+        assert_eq!(posted["type"], "posted", "{posted}");
+        let left = ask(
+            &mut flooder,
+            json!({ "type": "leave", "ref": reference + 2, "room": room }),
+        )
+        .await;
+        assert_eq!(left["type"], "left");
+    }
+    // Someone else still gets a room of their own, and it works.
+    let (mut alice, _) = member(&server).await;
+    join(&mut alice, "rust", 1).await;
+    let posted = ask(
+        &mut alice,
+        json!({ "type": "post", "ref": 2, "room": "rust", "title": "still here" }),
+    )
+    .await;
+    assert_eq!(posted["type"], "posted", "{posted}");
+    // The rooms that were made way for are gone, history and all.
+    let (mut bob, _) = member(&server).await;
+    let answer = ask(&mut bob, json!({ "type": "join", "ref": 1, "room": "a" })).await;
+    assert_eq!(answer["type"], "joined", "{answer}");
+    assert_eq!(answer["items"], json!([]), "#a was forgotten");
     server.stop().await;
 }
 

@@ -40,6 +40,7 @@
 use std::collections::HashMap;
 use std::collections::VecDeque;
 use std::io;
+use std::net::IpAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::Mutex;
@@ -123,10 +124,16 @@ pub const DEFAULT_PING_INTERVAL_S: u64 = 20;
 /// The largest text message a client may send: the same as a POST body.
 const MESSAGE_LIMIT: usize = BODY_LIMIT;
 
-/// Attachments a room keeps for its history (the oldest go first), and
-/// all rooms together (past that, new attachments are refused).
+/// Attachments a room keeps for its history, and all rooms together: past
+/// either, the oldest go first (a flood of images pushes out old ones, it
+/// never locks new ones out).
 const ROOM_ATTACHMENT_BYTES: usize = 2 * 1024 * 1024;
 const SERVER_ATTACHMENT_BYTES: usize = 64 * 1024 * 1024;
+/// What one client address may upload per [`UPLOAD_WINDOW`]: a quarter of
+/// what the server keeps, so that one client cannot push everyone's images
+/// out on its own.
+const CLIENT_UPLOAD_BYTES: usize = SERVER_ATTACHMENT_BYTES / 4;
+const UPLOAD_WINDOW: Duration = Duration::from_secs(10 * 60);
 
 /// How long one write may wait for a client that does not read before the
 /// server gives up on it.
@@ -499,6 +506,8 @@ struct Rooms {
     activity: broadcast::Sender<Activity>,
     /// The bytes of every room's attachments together.
     attachment_bytes: Mutex<usize>,
+    /// What each client uploaded lately: since when, and how many bytes.
+    uploads: Mutex<HashMap<IpAddr, (Instant, usize)>>,
 }
 
 /// One room: its own feed (history, cursor, subscriptions), its members
@@ -513,6 +522,10 @@ struct Room {
     /// Every `news` frame of this room, encoded once for all members, and
     /// whether an attachment follows it.
     frames: EncodeOnce<u64, (Utf8Bytes, bool)>,
+    /// When something last happened here (a post, a join): when the server
+    /// is full, the room nobody is in that has been quiet longest makes way
+    /// for a new one.
+    active: Mutex<Instant>,
     /// Dropped with the room, which ends its task forwarding to the admins.
     _forwarding: oneshot::Sender<()>,
 }
@@ -523,6 +536,8 @@ struct Attachment {
     mime: &'static str,
     /// Reference-counted: every member is sent the same bytes.
     bytes: Bytes,
+    /// When it came: the oldest go first when the server is full.
+    at: Instant,
 }
 
 /// What the admin namespace hears about.
@@ -547,6 +562,7 @@ impl Rooms {
             max: max.max(1),
             activity: broadcast::channel(1024).0,
             attachment_bytes: Mutex::new(0),
+            uploads: Mutex::default(),
         });
         let general = rooms.create(GENERAL.into(), feed);
         lock(&rooms.by_name).insert(general.name.clone(), general);
@@ -558,10 +574,13 @@ impl Rooms {
     /// rooms, so a room cannot be forgotten between finding it and joining.
     fn join(self: &Arc<Rooms>, name: &str) -> Result<Membership, String> {
         let mut by_name = lock(&self.by_name);
-        let room = match by_name.get(name) {
-            Some(room) => room.clone(),
-            None if by_name.len() >= self.max => {
-                let message = format!("This server already has {} rooms, its limit.", self.max);
+        let room = match by_name.get(name).cloned() {
+            Some(room) => room,
+            None if by_name.len() >= self.max && !self.reclaim(&mut by_name) => {
+                let message = format!(
+                    "This server already has {} rooms, its limit, and someone is in each.",
+                    self.max
+                );
                 return Err(message);
             }
             None => {
@@ -571,7 +590,71 @@ impl Rooms {
                 room
             }
         };
+        *lock(&room.active) = Instant::now();
         Ok(Membership::new(room, self.clone()))
+    }
+
+    /// Makes way for a new room: forgets the room nobody is in that has
+    /// been quiet longest, its history and attachments with it. False when
+    /// someone is in every room. (A flood of rooms thus pushes out old,
+    /// empty ones instead of locking new ones out until a restart.)
+    fn reclaim(&self, by_name: &mut HashMap<Arc<str>, Arc<Room>>) -> bool {
+        let quietest = by_name
+            .values()
+            .filter(|room| &*room.name != GENERAL && *room.members.borrow() == 0)
+            .min_by_key(|room| *lock(&room.active))
+            .map(|room| room.name.clone());
+        let Some(name) = quietest else {
+            return false;
+        };
+        let room = by_name.remove(&name).expect("it was just found");
+        let freed: usize = lock(&room.attachments)
+            .drain(..)
+            .map(|(_, attachment)| attachment.bytes.len())
+            .sum();
+        *lock(&self.attachment_bytes) -= freed;
+        tracing::info!("WS room #{name} forgotten to make way for a new one");
+        true
+    }
+
+    /// Counts an upload of `size` bytes from `client`, or says why not:
+    /// each client may upload [`CLIENT_UPLOAD_BYTES`] per [`UPLOAD_WINDOW`].
+    fn count_upload(&self, client: Option<IpAddr>, size: usize) -> Result<(), String> {
+        let Some(client) = client else {
+            return Ok(());
+        };
+        let now = Instant::now();
+        let mut uploads = lock(&self.uploads);
+        uploads.retain(|_, (since, _)| now.duration_since(*since) < UPLOAD_WINDOW);
+        let (_, sent) = uploads.entry(client).or_insert((now, 0));
+        if *sent + size > CLIENT_UPLOAD_BYTES {
+            return Err(format!(
+                "You sent {} MiB of images in the last {} minutes, the most one address may. \
+                 Nothing was stored.",
+                CLIENT_UPLOAD_BYTES / (1024 * 1024),
+                UPLOAD_WINDOW.as_secs() / 60
+            ));
+        }
+        *sent += size;
+        Ok(())
+    }
+
+    /// Makes room for `size` more bytes of attachments: while the server
+    /// would hold more than [`SERVER_ATTACHMENT_BYTES`], the oldest
+    /// attachment of any room goes (its item stays, without its image).
+    fn make_room_for(&self, size: usize) {
+        let by_name = lock(&self.by_name);
+        while *lock(&self.attachment_bytes) + size > SERVER_ATTACHMENT_BYTES {
+            let oldest = by_name
+                .values()
+                .filter_map(|room| Some((lock(&room.attachments).front()?.1.at, room)))
+                .min_by_key(|(at, _)| *at)
+                .map(|(_, room)| room);
+            let Some(room) = oldest else { break };
+            if let Some((_, attachment)) = lock(&room.attachments).pop_front() {
+                *lock(&self.attachment_bytes) -= attachment.bytes.len();
+            }
+        }
     }
 
     fn create(&self, name: Arc<str>, feed: Feed) -> Arc<Room> {
@@ -584,6 +667,7 @@ impl Rooms {
             // As many frames as a socket may be behind the newest item: in
             // a burst, the slowest member still finds every frame encoded.
             frames: EncodeOnce::new(shared::feed::PUSH_BUFFER),
+            active: Mutex::new(Instant::now()),
             _forwarding: forwarding,
         });
         tokio::spawn(forward_to_admins(
@@ -628,6 +712,7 @@ impl Room {
         // item: hold the lock across both, so that the lookup waits for the
         // attachment instead of missing it.
         let mut attachments = lock(&self.attachments);
+        *lock(&self.active) = Instant::now();
         let item = self.feed.post(post);
         if let Some(attachment) = attachment {
             let mut total = lock(&rooms.attachment_bytes);
@@ -1211,13 +1296,14 @@ fn handle_attachment(app: &App, member: &mut Member, bytes: Bytes) -> Message {
         );
         return error_reply(reference, None, Some(&message));
     }
-    if *lock(&app.rooms.attachment_bytes) + bytes.len() > SERVER_ATTACHMENT_BYTES {
-        let message = "The server holds as many attachments as it can. Nothing was stored.";
-        return error_reply(reference, None, Some(message));
+    if let Err(message) = app.rooms.count_upload(member.poster.client(), bytes.len()) {
+        return error_reply(reference, None, Some(&message));
     }
+    app.rooms.make_room_for(bytes.len());
     let attachment = Attachment {
         mime: awaiting.mime,
         bytes,
+        at: Instant::now(),
     };
     let item = awaiting
         .room
@@ -1541,4 +1627,83 @@ fn method_not_allowed(layout: Layout, allow: &str) -> Response {
 fn not_found(layout: Layout, path: &str) -> Response {
     let message = format!("There is no page at {path}.");
     page::error(layout, StatusCode::NOT_FOUND, &message)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn png(size: usize) -> Attachment {
+        Attachment {
+            mime: "image/png",
+            bytes: Bytes::from(vec![0; size]),
+            at: Instant::now(),
+        }
+    }
+
+    fn post(title: &str) -> NewPost {
+        NewPost {
+            title: title.into(),
+            body: String::new(),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_full_server_lets_the_oldest_attachments_go() {
+        let rooms = Rooms::new(Feed::new(100), 1_000);
+        let size = 256 * 1024;
+        // Every room keeps 2 MiB; 40 rooms of 8 images are 80 MiB, more
+        // than the server keeps: the oldest go, and new ones still come.
+        for room in 0..40 {
+            let membership = rooms.join(&format!("room-{room}")).expect("a room");
+            for _ in 0..8 {
+                rooms.make_room_for(size);
+                membership.room.post(&rooms, post("image"), Some(png(size)));
+            }
+        }
+        let total = *lock(&rooms.attachment_bytes);
+        assert!(total <= SERVER_ATTACHMENT_BYTES, "{total}");
+        assert!(total > SERVER_ATTACHMENT_BYTES - size, "{total}");
+        let kept = |name: &str| {
+            let by_name = lock(&rooms.by_name);
+            by_name
+                .get(name)
+                .map_or(0, |room| lock(&room.attachments).len())
+        };
+        assert_eq!(kept("room-0"), 0, "the oldest went first");
+        assert_eq!(kept("room-39"), 8, "the newest are kept");
+    }
+
+    #[tokio::test]
+    async fn forgetting_a_room_frees_its_attachments() {
+        let rooms = Rooms::new(Feed::new(100), 2);
+        let membership = rooms.join("photos").expect("a room");
+        membership.room.post(&rooms, post("image"), Some(png(1024)));
+        drop(membership);
+        assert_eq!(*lock(&rooms.attachment_bytes), 1024);
+        // The table is full (general, photos): a new room makes way.
+        let _other = rooms.join("other").expect("photos makes way");
+        assert_eq!(*lock(&rooms.attachment_bytes), 0);
+        assert!(!lock(&rooms.by_name).contains_key("photos"));
+        // With someone in every room, a new one is refused.
+        assert!(rooms.join("third").is_err());
+    }
+
+    #[tokio::test]
+    async fn one_client_may_upload_a_quarter_of_the_budget_per_window() {
+        let rooms = Rooms::new(Feed::new(100), 10);
+        let alice = Some(IpAddr::from([192, 0, 2, 1]));
+        let bob = Some(IpAddr::from([192, 0, 2, 2]));
+        let size = 256 * 1024;
+        for _ in 0..CLIENT_UPLOAD_BYTES / size {
+            assert_eq!(rooms.count_upload(alice, size), Ok(()));
+        }
+        let refusal = rooms.count_upload(alice, size).unwrap_err();
+        assert!(
+            refusal.contains("16 MiB of images in the last 10 minutes"),
+            "{refusal}"
+        );
+        assert_eq!(rooms.count_upload(bob, size), Ok(()));
+        assert_eq!(rooms.count_upload(None, size), Ok(()));
+    }
 }

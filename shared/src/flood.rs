@@ -164,6 +164,11 @@ impl Poster {
         Poster { limit }
     }
 
+    /// The client's address, when the request had one.
+    pub fn client(&self) -> Option<IpAddr> {
+        self.limit.as_ref().map(|(_, client)| client.0)
+    }
+
     /// Counts a post from this client, or refuses it and says why.
     pub fn admit(&self) -> Result<(), Refusal> {
         match &self.limit {

@@ -918,3 +918,135 @@ async fn http_posts_count_against_the_socket_too() {
     assert!(message.starts_with("Too many posts"), "{message}");
     server.stop().await;
 }
+
+/// `post.lua` as step 06 calls it: KEYS are the room's stream and files,
+/// the set of rooms and the attachments' total; ARGV the room, history,
+/// max rooms, title, text, and for an attachment its type, bytes, the
+/// room's limit and the overall limit.
+async fn post_script(
+    redis: &mut redis::aio::MultiplexedConnection,
+    prefix: &str,
+    room: &str,
+    max_rooms: usize,
+    attachment: Option<(&[u8], usize)>,
+) -> Vec<String> {
+    let script = redis::Script::new(include_str!("../06-redis/src/post.lua"));
+    let mut call = script.prepare_invoke();
+    call.key(format!("{prefix}:room:{room}"))
+        .key(format!("{prefix}:files:{room}"))
+        .key(format!("{prefix}:rooms"))
+        .key(format!("{prefix}:files"))
+        .arg(room)
+        .arg(100)
+        .arg(max_rooms)
+        .arg("a title")
+        .arg("");
+    if let Some((bytes, overall)) = attachment {
+        call.arg("image/png").arg(bytes).arg(1_000_000).arg(overall);
+    }
+    call.invoke_async(redis).await.expect("the script runs")
+}
+
+#[tokio::test]
+async fn a_full_redis_makes_way_for_new_rooms_and_new_images() {
+    let Some(redis) = RedisServer::any() else {
+        return;
+    };
+    let client = redis::Client::open(redis.url.as_str()).unwrap();
+    let mut connection = client.get_multiplexed_async_connection().await.unwrap();
+    let prefix = prefix();
+    let count = async |connection: &mut redis::aio::MultiplexedConnection,
+                       command: &str,
+                       key: String|
+           -> usize {
+        redis::cmd(command)
+            .arg(key)
+            .query_async(connection)
+            .await
+            .unwrap()
+    };
+
+    // Two rooms at most: a third takes the place of the quietest room
+    // nobody is in, history, images and all.
+    let image = png(400);
+    assert_eq!(
+        post_script(&mut connection, &prefix, "a", 2, Some((&image, 1_000))).await[0],
+        "posted"
+    );
+    assert_eq!(
+        post_script(&mut connection, &prefix, "b", 2, None).await[0],
+        "posted"
+    );
+    assert_eq!(
+        post_script(&mut connection, &prefix, "c", 2, None).await[0],
+        "posted"
+    );
+    let rooms: Vec<String> = redis::cmd("SMEMBERS")
+        .arg(format!("{prefix}:rooms"))
+        .query_async(&mut connection)
+        .await
+        .unwrap();
+    let mut rooms = rooms;
+    rooms.sort();
+    assert_eq!(rooms, ["b", "c"]);
+    assert_eq!(
+        count(&mut connection, "XLEN", format!("{prefix}:room:a")).await,
+        0
+    );
+    assert_eq!(
+        count(&mut connection, "HLEN", format!("{prefix}:files:a")).await,
+        0
+    );
+    let total: Option<usize> = redis::cmd("GET")
+        .arg(format!("{prefix}:files"))
+        .query_async(&mut connection)
+        .await
+        .unwrap();
+    assert_eq!(total.unwrap_or(0), 0, "#a's image no longer counts");
+
+    // With someone in every room (their presence hashes exist), a new room
+    // is refused and nothing changes.
+    for room in ["b", "c"] {
+        let _: () = redis::cmd("HSET")
+            .arg(format!("{prefix}:presence:{room}"))
+            .arg("server")
+            .arg("1 99999999999999")
+            .query_async(&mut connection)
+            .await
+            .unwrap();
+    }
+    assert_eq!(
+        post_script(&mut connection, &prefix, "d", 2, None).await,
+        ["refused", "rooms"]
+    );
+    assert_eq!(
+        count(&mut connection, "XLEN", format!("{prefix}:room:d")).await,
+        0
+    );
+
+    // Images past the overall limit (1,000 bytes here): the oldest of any
+    // room go, and the new one is stored.
+    for room in ["b", "c", "b"] {
+        let answer = post_script(&mut connection, &prefix, room, 2, Some((&image, 1_000))).await;
+        assert_eq!(answer[0], "posted", "{answer:?}");
+    }
+    let total: usize = redis::cmd("GET")
+        .arg(format!("{prefix}:files"))
+        .query_async(&mut connection)
+        .await
+        .unwrap();
+    assert_eq!(total, 800, "two images of 400 bytes are kept");
+    assert_eq!(
+        count(&mut connection, "HLEN", format!("{prefix}:files:b")).await,
+        1,
+        "b's first went"
+    );
+    assert_eq!(
+        count(&mut connection, "HLEN", format!("{prefix}:files:c")).await,
+        1
+    );
+    assert_eq!(
+        count(&mut connection, "ZCARD", format!("{prefix}:files-order")).await,
+        2
+    );
+}

@@ -43,6 +43,7 @@ mod store;
 use std::collections::HashMap;
 use std::collections::VecDeque;
 use std::io;
+use std::net::IpAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::Mutex;
@@ -134,11 +135,17 @@ pub const DEFAULT_PING_INTERVAL_S: u64 = 20;
 /// The largest text message a client may send: the same as a POST body.
 const MESSAGE_LIMIT: usize = BODY_LIMIT;
 
-/// Attachments a room keeps for its history (the oldest go first), and
-/// all rooms together (past that, new attachments are refused). Redis
-/// holds them, and counts them in `post.lua`.
+/// Attachments a room keeps for its history, and all rooms together: past
+/// either, the oldest go first (a flood of images pushes out old ones, it
+/// never locks new ones out). Redis holds them, and counts them in
+/// `post.lua`.
 const ROOM_ATTACHMENT_BYTES: usize = 2 * 1024 * 1024;
 const SERVER_ATTACHMENT_BYTES: usize = 64 * 1024 * 1024;
+/// What one client address may upload per [`UPLOAD_WINDOW`] to this
+/// server: a quarter of what Redis keeps, so that one client cannot push
+/// everyone's images out on its own.
+const CLIENT_UPLOAD_BYTES: usize = SERVER_ATTACHMENT_BYTES / 4;
+const UPLOAD_WINDOW: Duration = Duration::from_secs(10 * 60);
 
 /// How long one write may wait for a client that does not read before the
 /// server gives up on it.
@@ -589,6 +596,8 @@ struct Rooms {
     admins: Sockets,
     /// Wakes [`count_members`] when a socket leaves a room.
     left: Notify,
+    /// What each client uploaded lately: since when, and how many bytes.
+    uploads: Mutex<HashMap<IpAddr, (Instant, usize)>>,
 }
 
 /// One room: this server's copy of its stream (history, cursor,
@@ -644,6 +653,7 @@ impl Rooms {
             template,
             admins: Sockets::default(),
             left: Notify::new(),
+            uploads: Mutex::default(),
         });
         let general = rooms.load(GENERAL).await?;
         lock(&rooms.by_name).insert(general.name.clone(), general);
@@ -800,6 +810,28 @@ impl Rooms {
             .collect();
         rooms.sort_by(|a, b| a.name.cmp(&b.name));
         rooms
+    }
+
+    /// Counts an upload of `size` bytes from `client`, or says why not:
+    /// each client may upload [`CLIENT_UPLOAD_BYTES`] per [`UPLOAD_WINDOW`].
+    fn count_upload(&self, client: Option<IpAddr>, size: usize) -> Result<(), String> {
+        let Some(client) = client else {
+            return Ok(());
+        };
+        let now = Instant::now();
+        let mut uploads = lock(&self.uploads);
+        uploads.retain(|_, (since, _)| now.duration_since(*since) < UPLOAD_WINDOW);
+        let (_, sent) = uploads.entry(client).or_insert((now, 0));
+        if *sent + size > CLIENT_UPLOAD_BYTES {
+            return Err(format!(
+                "You sent {} MiB of images in the last {} minutes, the most one address may. \
+                 Nothing was stored.",
+                CLIENT_UPLOAD_BYTES / (1024 * 1024),
+                UPLOAD_WINDOW.as_secs() / 60
+            ));
+        }
+        *sent += size;
+        Ok(())
     }
 
     /// Forgets the rooms no socket here is in: their history is in Redis,
@@ -1518,6 +1550,9 @@ async fn handle_attachment(app: &App, member: &mut Member, bytes: Bytes) -> Mess
             "Those bytes are not a {} image. Nothing was stored.",
             awaiting.mime
         );
+        return error_reply(reference, None, Some(&message));
+    }
+    if let Err(message) = app.rooms.count_upload(member.poster.client(), bytes.len()) {
         return error_reply(reference, None, Some(&message));
     }
     let attachment = Attachment {

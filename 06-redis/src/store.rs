@@ -117,7 +117,10 @@ impl Refusal {
     pub fn message(self) -> &'static str {
         match self {
             Refusal::Unavailable => UNAVAILABLE,
-            Refusal::Rooms => "The news service holds as many rooms as it may. Nothing was stored.",
+            Refusal::Rooms => {
+                "The news service holds as many rooms as it may, and someone is in each. \
+                 Nothing was stored."
+            }
             Refusal::Attachments => {
                 "The server holds as many attachments as it can. Nothing was stored."
             }

@@ -27,6 +27,14 @@ async fn post_form(server: &Running, body: &str) -> reqwest::Response {
         .expect("the step answers")
 }
 
+/// The step took the post (a 2xx or 3xx, not a refusal). That the answer
+/// is a 303 is `a_post_redirects_and_shows_up_newest_first`'s promise
+/// alone: the README's exercise "Break Post/Redirect/Get" breaks it on
+/// purpose, and only that test should say so.
+fn taken(status: StatusCode) -> bool {
+    status.is_success() || status.is_redirection()
+}
+
 async fn get_page(server: &Running, path: &str) -> (StatusCode, String) {
     let response = support::client()
         .get(server.url(path))
@@ -121,10 +129,7 @@ async fn markup_in_posts_is_shown_as_text() {
         "title=%22Quotes%22+%26+%27apostrophes%27&body=Tom+%26+Jerry+%3C3",
     ];
     for body in nasty {
-        assert_eq!(
-            post_form(&server, body).await.status(),
-            StatusCode::SEE_OTHER
-        );
+        assert!(taken(post_form(&server, body).await.status()));
     }
     let (_, page) = get_page(&server, "/").await;
     assert!(!page.contains("<script>alert"));
@@ -190,7 +195,7 @@ async fn bad_requests_get_a_clear_status_and_store_nothing() {
         .send()
         .await
         .unwrap();
-    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    assert!(taken(response.status()));
     assert_eq!(server.feed.cursor(), 1);
     server.stop().await;
 }
@@ -359,7 +364,7 @@ async fn a_client_posting_too_fast_gets_429_and_the_page_says_why() {
     let server = start().await;
     for i in 0..20 {
         let response = post_form(&server, &format!("title=post+{i}&body=")).await;
-        assert_eq!(response.status(), StatusCode::SEE_OTHER, "post {i}");
+        assert!(taken(response.status()), "post {i}");
     }
     let response = post_form(&server, "title=one+too+many&body=").await;
     assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);

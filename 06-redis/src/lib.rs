@@ -836,13 +836,20 @@ impl Rooms {
 
     /// Forgets the rooms no socket here is in: their history is in Redis,
     /// and costs one read to copy again. `general` stays, and every room
-    /// while an admin watches.
-    fn forget_unused(&self) {
+    /// while an admin watches. Answers the rooms it forgot.
+    fn forget_unused(&self) -> Vec<Arc<Room>> {
         if self.admins.count() > 0 {
-            return;
+            return Vec::new();
         }
-        lock(&self.by_name)
-            .retain(|name, room| &**name == GENERAL || room.here.load(Ordering::Relaxed) > 0);
+        let mut forgotten = Vec::new();
+        lock(&self.by_name).retain(|name, room| {
+            let keep = &**name == GENERAL || room.here.load(Ordering::Relaxed) > 0;
+            if !keep {
+                forgotten.push(room.clone());
+            }
+            keep
+        });
+        forgotten
     }
 }
 
@@ -984,7 +991,12 @@ async fn count_members(rooms: Arc<Rooms>, shutdown: Shutdown) {
             rooms.follow_all().await;
         }
         rooms.count(None).await;
-        rooms.forget_unused();
+        // Say 0 for each room just forgotten: a socket may have joined and
+        // left it while the count above was on its way to Redis, which
+        // would then go on counting that member on every server.
+        for room in rooms.forget_unused() {
+            rooms.count(Some(&room)).await;
+        }
     }
 }
 

@@ -42,7 +42,8 @@ impl RedisServer {
     }
 
     /// A `redis-server` of this test's own, that it may stop and start
-    /// again (see [`RedisServer::stop`]). It writes every change to an
+    /// again (see [`RedisServer::stop`]), or pause and resume (see
+    /// [`RedisServer::pause`]). It writes every change to an
     /// append-only file before it answers (`appendfsync always`), so that
     /// what it acknowledged survives a crash and a restart.
     pub fn own() -> Option<RedisServer> {
@@ -105,6 +106,31 @@ impl RedisServer {
         let program = std::env::var("REDIS_SERVER").unwrap_or_else(|_| "redis-server".into());
         let process = self.process.as_mut().expect("a server this test started");
         process.start(&program);
+    }
+
+    /// Freezes the server (SIGSTOP), the way a long pause does (a fork for
+    /// a snapshot, a swapping machine, a stalled network): its connections
+    /// stay open, and what is sent to it waits, unanswered, until
+    /// [`RedisServer::resume`]. Then it runs it all.
+    pub fn pause(&mut self) {
+        self.signal(libc::SIGSTOP);
+    }
+
+    /// Lets a paused server run again (SIGCONT).
+    pub fn resume(&mut self) {
+        self.signal(libc::SIGCONT);
+    }
+
+    fn signal(&mut self, signal: libc::c_int) {
+        let process = self.process.as_mut().expect("a server this test started");
+        let child = process.child.as_ref().expect("a running server");
+        let pid = libc::pid_t::try_from(child.id()).expect("a process id fits a pid_t");
+        // SAFETY: kill only sends a signal, to the process this test started.
+        assert_eq!(
+            unsafe { libc::kill(pid, signal) },
+            0,
+            "redis-server gets the signal"
+        );
     }
 }
 

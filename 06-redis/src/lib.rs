@@ -164,6 +164,14 @@ const GENERAL: &str = "general";
 /// Why sockets close with 1013 when Redis goes away.
 const REDIS_AWAY: &str = "the news service lost Redis; try again in a moment";
 
+/// The header that names a post over HTTP, so that it can be sent again
+/// safely (`post_json`); over a socket, the post's `key` field does.
+const IDEMPOTENCY_KEY: &str = "idempotency-key";
+
+/// What a key that breaks the rule of [`is_post_key`] gets.
+const KEY_RULE: &str =
+    "A post's key is 1 to 64 letters, digits, dashes and underscores. Nothing was stored.";
+
 /// Where Redis listens unless `--redis` says otherwise.
 pub const DEFAULT_REDIS: &str = "redis://127.0.0.1:6379";
 
@@ -411,7 +419,7 @@ async fn post_news(app: &App, layout: Layout, request: Request<Incoming>) -> Res
     let text = fields.get("body").unwrap_or("");
 
     match news::validate(title, text) {
-        Ok(post) => match app.rooms.general().post(&app.rooms, post, None).await {
+        Ok(post) => match app.rooms.general().post(&app.rooms, post, None, None).await {
             // Post/Redirect/Get: answer the POST with "see /" rather than
             // with a page. The browser GETs `/`, and that GET is what its
             // history remembers, so Reload shows the page again instead of
@@ -439,13 +447,48 @@ async fn post_news(app: &App, layout: Layout, request: Request<Incoming>) -> Res
 /// `POST /news` with JSON, the way the page's script posts: `201 Created`
 /// with the stored item, or `422` with a message per field. Refusals are
 /// JSON too, so that the script can show them.
+///
+/// A script may name its post with an `Idempotency-Key` header (the name
+/// the IETF's draft gives it, as Stripe and others use it): sent again
+/// with the same key, the post answers `201` with the id (and time) of the
+/// one stored the first time, and nothing new is stored. That is what
+/// makes sending it again safe after a `503` whose `"outcome"` is
+/// `"unknown"`.
 async fn post_json(app: &App, request: Request<Incoming>) -> Response {
+    // Taken before the body is read: reading consumes the request.
+    let key = request
+        .headers()
+        .get(IDEMPOTENCY_KEY)
+        .map(|key| key.to_str().unwrap_or_default().to_owned());
     match http::read_json_post(request, BODY_LIMIT).await {
-        Ok(post) => match app.rooms.general().post(&app.rooms, post, None).await {
+        Ok(_) if key.as_deref().is_some_and(|key| !is_post_key(key)) => {
+            http::json_error(StatusCode::BAD_REQUEST, KEY_RULE)
+        }
+        Ok(post) => match app
+            .rooms
+            .general()
+            .post(&app.rooms, post, key.as_deref(), None)
+            .await
+        {
             Ok(item) => http::json(StatusCode::CREATED, &item),
-            Err(refusal) => http::json_error(refusal.status(), refusal.message()),
+            Err(refusal) => refused(refusal),
         },
         Err(refusal) => refusal,
+    }
+}
+
+/// A post that was not stored, or may not have been: `{"error": ...}`,
+/// with `"outcome": "unknown"` when nobody knows which. A 503 says when to
+/// try again.
+fn refused(refusal: Refusal) -> Response {
+    let mut answer = serde_json::json!({ "error": refusal.message() });
+    if let Some(outcome) = refusal.outcome() {
+        answer["outcome"] = outcome.into();
+    }
+    let response = http::json(refusal.status(), &answer);
+    match refusal.status() {
+        StatusCode::SERVICE_UNAVAILABLE => http::with_header(response, header::RETRY_AFTER, "2"),
+        _ => response,
     }
 }
 
@@ -855,16 +898,18 @@ impl Rooms {
 
 impl Room {
     /// Stores a post in Redis, with its attachment if it has one, and
-    /// answers once this server's copy of the room has it too.
+    /// answers once this server's copy of the room has it too. A post sent
+    /// again with its `key` answers the id of the one stored the first time.
     async fn post(
         &self,
         rooms: &Rooms,
         post: NewPost,
+        key: Option<&str>,
         attachment: Option<Attachment>,
     ) -> Result<Arc<NewsItem>, Refusal> {
         let item = rooms
             .store
-            .post(&self.name, &post, attachment.as_ref())
+            .post(&self.name, &post, key, attachment.as_ref())
             .await?;
         // The post is in Redis; the reader brings it back here in a few
         // milliseconds. Waiting for it means that whoever posted sees it
@@ -1096,6 +1141,15 @@ fn room_events(news: Subscription, members: watch::Receiver<usize>) -> RoomEvent
     ))
 }
 
+/// `^[A-Za-z0-9_-]{1,64}$`: a post's key, as a page makes it (random hex,
+/// or a UUID), short and safe in a Redis key and a log.
+fn is_post_key(key: &str) -> bool {
+    (1..=64).contains(&key.len())
+        && key
+            .bytes()
+            .all(|byte| byte.is_ascii_alphanumeric() || byte == b'-' || byte == b'_')
+}
+
 /// `^[a-z0-9][a-z0-9-]{0,31}$`: short, lowercase, safe in a URL and a log.
 fn is_room_name(name: &str) -> bool {
     let mut bytes = name.bytes();
@@ -1152,7 +1206,9 @@ enum ToClient<'a> {
         reference: &'a Value,
         rooms: usize,
     },
-    /// Something the client sent was refused.
+    /// Something the client sent was refused, or, for a post whose
+    /// `outcome` is `"unknown"`, may have been stored: sending it again
+    /// with the same key is safe.
     Error {
         #[serde(rename = "ref", skip_serializing_if = "Value::is_null")]
         reference: &'a Value,
@@ -1160,6 +1216,8 @@ enum ToClient<'a> {
         errors: Option<&'a FieldErrors>,
         #[serde(skip_serializing_if = "Option::is_none")]
         message: Option<&'a str>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        outcome: Option<&'a str>,
     },
 }
 
@@ -1198,6 +1256,10 @@ enum FromClient {
         post: PostRequest,
         #[serde(default)]
         attachment: Option<AttachmentInfo>,
+        /// The post's own random name (see `is_post_key`): sent again with
+        /// the same key, it is stored once.
+        #[serde(default)]
+        key: Option<String>,
     },
     /// Admin namespace only: post to every room.
     Announce {
@@ -1240,6 +1302,7 @@ struct Awaiting {
     reference: Value,
     room: Arc<Room>,
     post: NewPost,
+    key: Option<String>,
     mime: &'static str,
     size: usize,
 }
@@ -1418,6 +1481,7 @@ async fn handle_text(app: &App, member: &mut Member, text: &str) -> Result<Vec<M
             room,
             post,
             attachment,
+            key,
         } => {
             if let Err(refusal) = member.poster.admit() {
                 member.refused += 1;
@@ -1438,13 +1502,16 @@ async fn handle_text(app: &App, member: &mut Member, text: &str) -> Result<Vec<M
                 Ok(post) => post,
                 Err(errors) => return Ok(vec![error_reply(&reference, Some(&errors), None)]),
             };
+            if key.as_deref().is_some_and(|key| !is_post_key(key)) {
+                return Ok(vec![error_reply(&reference, None, Some(KEY_RULE))]);
+            }
             match attachment {
-                None => match joined.post(&app.rooms, post, None).await {
+                None => match joined.post(&app.rooms, post, key.as_deref(), None).await {
                     Ok(item) => encode(&ToClient::Posted {
                         reference: &reference,
                         id: item.id,
                     }),
-                    Err(refusal) => error_reply(&reference, None, Some(refusal.message())),
+                    Err(refusal) => refusal_reply(&reference, refusal),
                 },
                 Some(announced) => {
                     let mime = match news::check_attachment(&announced.mime, announced.size) {
@@ -1458,6 +1525,7 @@ async fn handle_text(app: &App, member: &mut Member, text: &str) -> Result<Vec<M
                         reference,
                         room: joined,
                         post,
+                        key,
                         mime,
                         size: announced.size,
                     });
@@ -1573,14 +1641,19 @@ async fn handle_attachment(app: &App, member: &mut Member, bytes: Bytes) -> Mess
     };
     match awaiting
         .room
-        .post(&app.rooms, awaiting.post, Some(attachment))
+        .post(
+            &app.rooms,
+            awaiting.post,
+            awaiting.key.as_deref(),
+            Some(attachment),
+        )
         .await
     {
         Ok(item) => encode(&ToClient::Posted {
             reference,
             id: item.id,
         }),
-        Err(refusal) => error_reply(reference, None, Some(refusal.message())),
+        Err(refusal) => refusal_reply(reference, refusal),
     }
 }
 
@@ -1731,8 +1804,8 @@ async fn announce(app: &App, text: &str) -> Message {
     };
     let rooms: Vec<Arc<Room>> = lock(&app.rooms.by_name).values().cloned().collect();
     for room in &rooms {
-        if let Err(refusal) = room.post(&app.rooms, post.clone(), None).await {
-            return error_reply(&reference, None, Some(refusal.message()));
+        if let Err(refusal) = room.post(&app.rooms, post.clone(), None, None).await {
+            return refusal_reply(&reference, refusal);
         }
     }
     encode(&ToClient::Announced {
@@ -1746,6 +1819,18 @@ fn error_reply(reference: &Value, errors: Option<&FieldErrors>, message: Option<
         reference,
         errors,
         message,
+        outcome: None,
+    })
+}
+
+/// `error` for a post that was not stored, or may not have been: then its
+/// `outcome` is `"unknown"`.
+fn refusal_reply(reference: &Value, refusal: Refusal) -> Message {
+    encode(&ToClient::Error {
+        reference,
+        errors: None,
+        message: Some(refusal.message()),
+        outcome: refusal.outcome(),
     })
 }
 

@@ -6,10 +6,12 @@
 -- KEYS[2]  the room's attachments, by id     workshop:files:rust
 -- KEYS[3]  every room that has news          workshop:rooms
 -- KEYS[4]  the bytes of every attachment     workshop:files
+-- KEYS[5]  for a post with a key, its answer workshop:posted:rust:KEY
 -- ARGV     room name, history, max rooms, title, body,
 --          and for an attachment: type, bytes, per-room limit, overall limit
 --
--- Answers {"posted", id, posted_at} or {"refused", "rooms"}.
+-- Answers {"posted", id, posted_at}, {"again", id, posted_at} for a key
+-- already stored, or {"refused", "rooms"}.
 --
 -- Past its limits Redis makes way rather than refusing: a new room takes
 -- the place of the quietest room nobody is in, and a new attachment that
@@ -24,6 +26,15 @@ local prefix = string.sub(KEYS[3], 1, -#':rooms' - 1)
 local order = prefix .. ':files-order'
 local function key(kind, name)
   return prefix .. ':' .. kind .. ':' .. name
+end
+
+-- A post sent again with its key (its answer was lost, or said that the
+-- outcome is unknown) is not stored again: it gets the first answer.
+if KEYS[5] then
+  local first = redis.call('GET', KEYS[5])
+  if first then
+    return {'again', string.match(first, '^(%d+) (%d+)$')}
+  end
 end
 
 -- An attachment leaves Redis: its bytes no longer count.
@@ -131,5 +142,11 @@ if bytes then
 else
   redis.call('XADD', KEYS[1], 'MAXLEN', history, id .. '-0',
     'title', ARGV[4], 'body', ARGV[5], 'at', now)
+end
+-- The key is remembered with the post, in the same script: no retry can
+-- come between them. For five minutes, longer than any client retries;
+-- `NX`, so that a first answer is never replaced.
+if KEYS[5] then
+  redis.call('SET', KEYS[5], id .. ' ' .. now, 'NX', 'EX', 300)
 end
 return {'posted', id, now}

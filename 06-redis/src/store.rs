@@ -8,12 +8,19 @@
 //! | `workshop:files` | string | the bytes of every attachment together |
 //! | `workshop:rooms` | set | every room that has news |
 //! | `workshop:presence:NAME` | hash | server → its members in the room, and until when that holds |
+//! | `workshop:posted:NAME:KEY` | string | the id and time of the post sent with this key, for 5 minutes |
 //!
 //! A stream entry is one item: its id is `ID-0`, where `ID` is the item's
 //! id, and its fields are `title`, `body`, `at` (microseconds since 1970)
 //! and, for an attachment, `mime` and `size`. So a cursor is a stream id:
 //! "what came after 41" is `XRANGE room:rust (41-0 +`, or, to wait for it,
 //! `XREAD BLOCK 1000 STREAMS room:rust 41-0`.
+//!
+//! A post may carry a key of its client's choosing (a random one per post):
+//! `post.lua` remembers what it stored under each key for five minutes,
+//! and a post sent again with the same key gets the same answer instead of
+//! being stored again. That is what makes sending a post again safe when
+//! its answer was lost, or said that nobody knows whether it was stored.
 //!
 //! Each server holds two connections: one for commands (posts, loading a
 //! room, presence) that reconnects by itself, and one for the reader,
@@ -94,36 +101,54 @@ pub struct Entry {
     pub attachment: Option<Attachment>,
 }
 
-/// Why a post was not stored.
+/// Why a post was not stored, or may not have been.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Refusal {
-    /// Redis did not answer.
+    /// Redis could not be reached: the post never left this server.
     Unavailable,
+    /// The post went to Redis, and no answer came back (Redis stalled past
+    /// the timeout, or the connection broke on the way): Redis may have
+    /// stored it, and nobody here knows. `keyed`: the post has a key, so
+    /// sending it again with that key cannot store it twice.
+    Unknown { keyed: bool },
     /// Redis holds as many rooms with news as `--max-rooms` allows.
     Rooms,
-    /// Attachments fill their share of Redis.
-    Attachments,
 }
 
 impl Refusal {
-    /// For `POST /news`: 503 while Redis is away, 507 when it is full.
+    /// For `POST /news`: 503 while Redis is away or did not answer, 507
+    /// when it is full.
     pub fn status(self) -> StatusCode {
         match self {
-            Refusal::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
-            Refusal::Rooms | Refusal::Attachments => StatusCode::INSUFFICIENT_STORAGE,
+            Refusal::Unavailable | Refusal::Unknown { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            Refusal::Rooms => StatusCode::INSUFFICIENT_STORAGE,
         }
     }
 
     pub fn message(self) -> &'static str {
         match self {
             Refusal::Unavailable => UNAVAILABLE,
+            Refusal::Unknown { keyed: true } => {
+                "Redis did not answer in time: the post may have been stored, or not. \
+                 Sending it again with the same key is safe: it will not be stored twice."
+            }
+            Refusal::Unknown { keyed: false } => {
+                "Redis did not answer in time: the post may have been stored, or not. \
+                 Look at the news before you post it again."
+            }
             Refusal::Rooms => {
                 "The news service holds as many rooms as it may, and someone is in each. \
                  Nothing was stored."
             }
-            Refusal::Attachments => {
-                "The server holds as many attachments as it can. Nothing was stored."
-            }
+        }
+    }
+
+    /// `"unknown"` when nobody knows whether the post was stored: what a
+    /// client looks at before it sends the post again.
+    pub fn outcome(self) -> Option<&'static str> {
+        match self {
+            Refusal::Unknown { .. } => Some("unknown"),
+            _ => None,
         }
     }
 }
@@ -233,18 +258,31 @@ impl Store {
     /// Stores a post (with its attachment) at the end of a room's stream.
     /// Once this answers, the post is in Redis: that is when it may be
     /// acknowledged, and not a moment before.
+    ///
+    /// With a `key` (one that `lib.rs` checked), a post already stored with
+    /// that key in the last five minutes is not stored again: the answer
+    /// has the id and time of the one stored the first time.
     pub async fn post(
         &self,
         room: &str,
         post: &NewPost,
+        key: Option<&str>,
         attachment: Option<&Attachment>,
     ) -> Result<NewsItem, Refusal> {
+        // Known to be away: the post is not even sent, so "nothing was
+        // stored" is certain.
+        if !self.is_up() {
+            return Err(Refusal::Unavailable);
+        }
         let mut call = self.post.prepare_invoke();
         call.key(self.key("room", Some(room)))
             .key(self.key("files", Some(room)))
             .key(self.key("rooms", None))
-            .key(self.key("files", None))
-            .arg(room)
+            .key(self.key("files", None));
+        if let Some(key) = key {
+            call.key(self.key("posted", Some(&format!("{room}:{key}"))));
+        }
+        call.arg(room)
             .arg(self.history)
             .arg(self.max_rooms)
             .arg(&post.title)
@@ -258,16 +296,32 @@ impl Store {
         let mut commands = self.commands.clone();
         let answer: Vec<String> = self
             .check(call.invoke_async(&mut commands).await)
-            .map_err(|_| Refusal::Unavailable)?;
+            .map_err(|error| failed(&error, key))?;
         match answer.as_slice() {
-            [posted, id, at] if posted == "posted" => Ok(NewsItem {
-                id: id.parse().map_err(|_| Refusal::Unavailable)?,
-                title: post.title.clone(),
-                body: post.body.clone(),
-                posted_at: micros(at),
-            }),
-            [_, why] if why == "rooms" => Err(Refusal::Rooms),
-            _ => Err(Refusal::Attachments),
+            [posted, id, at] if posted == "posted" || posted == "again" => {
+                if posted == "again" {
+                    tracing::info!(
+                        "{room}: a post sent again with its key is item {id}, stored before"
+                    );
+                }
+                Ok(NewsItem {
+                    id: id.parse().map_err(|_| Refusal::Unknown {
+                        keyed: key.is_some(),
+                    })?,
+                    title: post.title.clone(),
+                    body: post.body.clone(),
+                    posted_at: micros(at),
+                })
+            }
+            [refused, why] if refused == "refused" && why == "rooms" => Err(Refusal::Rooms),
+            // An answer this server does not know (a newer post.lua?): say
+            // what it is, and that nobody can tell what became of the post.
+            other => {
+                tracing::error!(?other, "post.lua gave an answer this server does not know");
+                Err(Refusal::Unknown {
+                    keyed: key.is_some(),
+                })
+            }
         }
     }
 
@@ -511,6 +565,23 @@ fn unreachable(error: &RedisError) -> bool {
         || error.is_unrecoverable_error()
         || error.is_timeout()
         || error.kind() == ErrorKind::Server(ServerErrorKind::BusyLoading)
+}
+
+/// What a post that failed with this error says. Nothing was stored when
+/// Redis refused the connection (the post never left this server) or
+/// answered that it is still loading its data (it ran nothing). A timeout
+/// or a connection that broke says nothing either way: Redis may have run
+/// the script, and its answer be lost, or still on its way.
+fn failed(error: &RedisError, key: Option<&str>) -> Refusal {
+    if error.is_connection_refusal()
+        || error.kind() == ErrorKind::Server(ServerErrorKind::BusyLoading)
+    {
+        Refusal::Unavailable
+    } else {
+        Refusal::Unknown {
+            keyed: key.is_some(),
+        }
+    }
 }
 
 /// `1795000000123456` (microseconds since 1970, as `at` holds it) → a time.

@@ -967,6 +967,34 @@ async fn a_post_sent_again_with_its_key_is_stored_once() {
     assert_eq!(other["type"], "posted", "{other}");
     assert_ne!(other["id"], posted["id"]);
 
+    // A post with an image, sent again with its key and its image: stored
+    // once too.
+    let image = png(1024);
+    let post = json!({ "type": "post", "ref": 4, "room": "pics", "title": "with an image",
+                       "key": "key-with-image", "attachment": { "mime": "image/png", "size": image.len() } });
+    join(&mut alice, "pics", 3).await;
+    ws::send_json(&mut alice, post.clone()).await;
+    alice
+        .send(Message::Binary(image.clone().into()))
+        .await
+        .unwrap();
+    let with_image = next_of(&mut alice, "posted").await;
+    let pics = join(&mut bob, "pics", 3).await;
+    assert_eq!(
+        ids_titled(&pics, "with an image"),
+        [with_image["id"].clone()]
+    );
+    assert!(matches!(next_frame(&mut bob).await, Message::Binary(_)));
+    ws::send_json(&mut bob, post).await;
+    bob.send(Message::Binary(image.into())).await.unwrap();
+    assert_eq!(next_of(&mut bob, "posted").await, with_image);
+    let (mut carol, _) = member(&a).await;
+    let pics = join(&mut carol, "pics", 1).await;
+    assert_eq!(
+        ids_titled(&pics, "with an image"),
+        [with_image["id"].clone()]
+    );
+
     let (_, general) = member(&a).await;
     assert_eq!(ids_titled(&general, "over HTTP"), [first["id"].clone()]);
     assert_eq!(

@@ -407,6 +407,30 @@ async fn an_attachment_travels_byte_for_byte_and_resumes() {
     server.stop().await;
 }
 
+/// The page gives every post a random `key` (step 06 stores a post sent
+/// again with its key once). Step 05 answers every post the moment it is
+/// stored in memory, never "outcome unknown", so it takes the key and
+/// does without it.
+#[tokio::test]
+async fn a_post_with_a_key_is_stored() {
+    let server = start().await;
+    let (mut alice, _) = member(&server).await;
+    let posted = ask(
+        &mut alice,
+        json!({ "type": "post", "ref": 1, "room": "general", "title": "with a key", "key": "0f6e3c2a9b" }),
+    )
+    .await;
+    assert_eq!(posted["type"], "posted", "{posted}");
+    let image = png(1024);
+    let post = json!({ "type": "post", "ref": 2, "room": "general", "title": "an image with a key",
+                       "key": "1a2b3c4d5e", "attachment": { "mime": "image/png", "size": image.len() } });
+    ws::send_json(&mut alice, post).await;
+    alice.send(Message::Binary(image.into())).await.unwrap();
+    let posted = next_of(&mut alice, "posted").await;
+    assert_eq!(posted["ref"], 2);
+    server.stop().await;
+}
+
 #[tokio::test]
 async fn a_wrong_attachment_is_refused_and_nothing_is_stored() {
     let server = start().await;

@@ -4,7 +4,9 @@
 //! steps bring it without one. A title that looks like HTML stays text in
 //! both tabs. The network meter counts what the transport costs. Steps 04
 //! and 05 are stopped and started again under an open page, which finds
-//! its way back by itself; step 05 keeps rooms apart and carries images.
+//! its way back by itself; step 05 keeps rooms apart and carries images;
+//! step 06 says when its Redis is away, and sends a post again, with its
+//! key, when Redis stalled and nobody knows whether it was stored.
 //! Two tabs of step 03 in one browser each have a question waiting.
 //! The launcher's index shows all five at once. A screenshot of each step
 //! and of the index lands in `target/screenshots/`.
@@ -908,6 +910,61 @@ async fn step_06_says_when_its_redis_is_away_and_comes_back_by_itself() {
     assert!(!shown.as_str().unwrap_or("").contains("Redis"), "{shown}");
     page.post("Redis is back", "").await;
     wait_for_shown_title(&page, "Redis is back").await;
+    browser.close().await;
+    server.stop().await;
+}
+
+/// Redis stalls for 3 s (SIGSTOP) while a post is on its way. Redis runs
+/// it when it wakes up, but the server, with no answer within 2 s, can only
+/// say that nobody knows whether it was stored, and closes the socket (it
+/// lost Redis). The page reconnects by itself and sends the post again
+/// with its key: the server answers the id of the item Redis stored, and
+/// the item shows once.
+#[tokio::test]
+async fn step_06_sends_a_post_again_after_redis_stalls_and_shows_it_once() {
+    let Some(mut redis) = support::redis_server::RedisServer::own() else {
+        return;
+    };
+    let Some(mut browser) = Browser::launch().await else {
+        return;
+    };
+    let options = redis_rooms::Options {
+        redis: redis.url.clone(),
+        redis_prefix: format!("browser-{}", &shared::token::random()[..12]),
+        admin_token: Some("a-long-enough-admin-token".into()),
+        ..Default::default()
+    };
+    let server = support::start_with_feed(Feed::new(1_000), |listener, feed, shutdown| {
+        redis_rooms::run(listener, feed, options, shutdown)
+    })
+    .await;
+    let page = browser.open("the page", &server.url("/")).await;
+    wait_for_meter(&page, "socket", "open").await;
+    // The first post loads post.lua into Redis, as in life.
+    page.post("Before the stall", "").await;
+    wait_for_shown_title(&page, "Before the stall").await;
+
+    redis.pause();
+    page.type_into("form.post-form #title", "During the stall")
+        .await;
+    page.click("form.post-form button[type=submit]").await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    redis.resume();
+    page.wait_for(
+        "the page says it posted",
+        "return document.querySelector('.form-status').textContent.startsWith('Posted') \
+         || document.querySelector('.form-status').textContent;",
+        Value::Null,
+    )
+    .await;
+    let shown = page
+        .run(
+            "return Array.from(document.querySelectorAll('.items:not([hidden]) > article.item .item-title'))\
+             .filter((node) => node.textContent === arguments[0]).length;",
+            json!("During the stall"),
+        )
+        .await;
+    assert_eq!(shown, 1, "the item shows once");
     browser.close().await;
     server.stop().await;
 }

@@ -5,7 +5,7 @@
 //   client.on('news', (message) => ...);          // {room, item, attachment?}
 //   client.on('attachment', ({room, id, blob}) => ...);
 //   client.join('rust', (reply) => ...);           // reply: joined, or error
-//   client.emit('post', { room, title, body }, (reply) => ...);
+//   client.emit('post', { room, title, body, key }, (reply) => ...);
 //
 // What it does for you, and what Socket.IO does too:
 // - acknowledgements: emit() gives each message a `ref`; the server's answer

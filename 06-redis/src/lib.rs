@@ -6,13 +6,19 @@
 //! rooms must live somewhere every server can reach, and the classic answer
 //! is Redis, which is two things at once here: **storage** (each room's
 //! history) and **real time** (every server hears of every post at once).
-//! This step is step 05, protocol and page unchanged, with its rooms moved
-//! into Redis:
+//! This step is step 05, page unchanged and protocol too (but for one
+//! answer, below), with its rooms moved into Redis:
 //!
 //! - Each room's history is a Redis *stream* (`workshop:room:rust`): a post
 //!   is an `XADD` with a length cap, run by a small Lua script so that ids
 //!   stay plain increasing numbers, and a stream id doubles as the cursor.
 //!   A post is acknowledged (`posted`) only once Redis has it.
+//! - A post whose answer from Redis never came may have been stored: the
+//!   answer says the outcome is unknown (`"outcome": "unknown"`), never
+//!   "nothing was stored". Each post carries a random key (the `key` of a
+//!   `post` message, or an `Idempotency-Key` header), which the script
+//!   remembers for five minutes, so that sending it again with its key
+//!   answers the first id instead of storing it twice.
 //! - Each server keeps a copy of the rooms its sockets are in, as the same
 //!   `Feed` step 05 uses. One task per server reads every one of those
 //!   streams with a single blocking `XREAD`, from where each copy ends, and

@@ -169,3 +169,29 @@ pub fn init_logging() {
         )
         .try_init();
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_named_host_is_printed_as_it_is() {
+        assert_eq!(reachable_hosts("127.0.0.1"), ["127.0.0.1"]);
+        assert_eq!(reachable_hosts("workshop.local"), ["workshop.local"]);
+    }
+
+    #[test]
+    fn every_interface_is_printed_as_the_addresses_people_can_type() {
+        let hosts = reachable_hosts("0.0.0.0");
+        assert_eq!(hosts[0], "127.0.0.1", "loopback first");
+        assert!(!hosts.iter().any(|host| host == "0.0.0.0"), "{hosts:?}");
+        for interface in if_addrs::get_if_addrs().unwrap() {
+            if let IpAddr::V4(address) = interface.ip() {
+                assert!(
+                    hosts.contains(&address.to_string()),
+                    "{address} in {hosts:?}"
+                );
+            }
+        }
+    }
+}

@@ -314,6 +314,24 @@ async fn room_limits_are_enforced_and_change_nothing() {
 }
 
 #[tokio::test]
+async fn a_message_is_a_json_object_and_nothing_else() {
+    let server = start().await;
+    let (mut socket, _) = member(&server).await;
+    for text in [r#"["join","lobby"]"#, r#""join""#, "42", "null"] {
+        ws::send_json(&mut socket, serde_json::from_str(text).unwrap()).await;
+        let error = next_of(&mut socket, "error").await;
+        assert_eq!(
+            error["message"], "That message is not a JSON object.",
+            "{text}"
+        );
+    }
+    // The socket is still open, and in no room but general.
+    let joined = join(&mut socket, "rust", 1).await;
+    assert_eq!(joined["room"], "rust");
+    server.stop().await;
+}
+
+#[tokio::test]
 async fn a_flood_of_rooms_makes_way_instead_of_locking_new_ones_out() {
     // Three rooms at most: general and two more.
     let server = start_with(Options {
@@ -649,7 +667,7 @@ async fn the_largest_valid_post_is_stored_every_way() {
         .unwrap();
     assert_eq!(
         next_of(&mut socket, "error").await["message"],
-        "That message is not JSON."
+        "That message is not a JSON object."
     );
     let past_the_limit = "x".repeat(MAX_POST_BYTES + 1);
     socket

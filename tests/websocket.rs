@@ -250,7 +250,7 @@ async fn bad_messages_get_errors_and_the_socket_stays_open() {
         .unwrap();
     let error = ws::next_json(&mut socket).await;
     assert_eq!(error["type"], "error");
-    assert_eq!(error["message"], "That message is not JSON.");
+    assert_eq!(error["message"], "That message is not a JSON object.");
 
     ws::send_json(&mut socket, json!({ "type": "shout", "ref": 7 })).await;
     let error = ws::next_json(&mut socket).await;
@@ -326,7 +326,7 @@ async fn the_largest_valid_post_is_stored_every_way() {
             break message;
         }
     };
-    assert_eq!(error["message"], "That message is not JSON.");
+    assert_eq!(error["message"], "That message is not a JSON object.");
     let past_the_limit = "x".repeat(MAX_POST_BYTES + 1);
     socket
         .send(Message::Text(past_the_limit.into()))

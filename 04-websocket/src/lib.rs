@@ -53,6 +53,7 @@ use hyper::upgrade::Upgraded;
 use hyper_util::rt::TokioIo;
 use serde::Deserialize;
 use serde::Serialize;
+use serde_json::Map;
 use serde_json::Value;
 use shared::Feed;
 use shared::Shutdown;
@@ -576,15 +577,15 @@ fn handle_post(
     refused: &mut usize,
     text: &str,
 ) -> Result<Message, Ending> {
-    let Ok(json) = serde_json::from_str::<Value>(text) else {
+    let Ok(json) = serde_json::from_str::<Map<String, Value>>(text) else {
         return Ok(error_reply(
             &Value::Null,
             None,
-            Some("That message is not JSON."),
+            Some("That message is not a JSON object."),
         ));
     };
     let reference = json.get("ref").cloned().unwrap_or(Value::Null);
-    let post = match serde_json::from_value::<FromClient>(json) {
+    let post = match serde_json::from_value::<FromClient>(Value::Object(json)) {
         Ok(FromClient::Post { post }) => post,
         Err(error) => {
             let message = format!("That message is not one this server understands: {error}.");

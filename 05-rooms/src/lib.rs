@@ -64,6 +64,7 @@ use hyper::upgrade::Upgraded;
 use hyper_util::rt::TokioIo;
 use serde::Deserialize;
 use serde::Serialize;
+use serde_json::Map;
 use serde_json::Value;
 use shared::Feed;
 use shared::Shutdown;
@@ -1114,15 +1115,15 @@ async fn serve_rooms(
 
 /// A JSON message from a `/ws` client → the frames that answer it.
 fn handle_text(app: &App, member: &mut Member, text: &str) -> Result<Vec<Message>, Ending> {
-    let Ok(json) = serde_json::from_str::<Value>(text) else {
+    let Ok(json) = serde_json::from_str::<Map<String, Value>>(text) else {
         return Ok(vec![error_reply(
             &Value::Null,
             None,
-            Some("That message is not JSON."),
+            Some("That message is not a JSON object."),
         )]);
     };
     let reference = json.get("ref").cloned().unwrap_or(Value::Null);
-    let message = match serde_json::from_value::<FromClient>(json) {
+    let message = match serde_json::from_value::<FromClient>(Value::Object(json)) {
         Ok(message) => message,
         Err(error) => {
             let message = format!("That message is not one this server understands: {error}.");
@@ -1436,11 +1437,17 @@ async fn serve_admin(
 /// `{"type":"announce","ref":R,"title":...}` from an admin: post it to
 /// every room.
 fn announce(app: &App, text: &str) -> Message {
-    let Ok(json) = serde_json::from_str::<Value>(text) else {
-        return error_reply(&Value::Null, None, Some("That message is not JSON."));
+    let Ok(json) = serde_json::from_str::<Map<String, Value>>(text) else {
+        return error_reply(
+            &Value::Null,
+            None,
+            Some("That message is not a JSON object."),
+        );
     };
     let reference = json.get("ref").cloned().unwrap_or(Value::Null);
-    let Ok(FromClient::Announce { post }) = serde_json::from_value::<FromClient>(json) else {
+    let Ok(FromClient::Announce { post }) =
+        serde_json::from_value::<FromClient>(Value::Object(json))
+    else {
         let message =
             "The admin namespace takes {\"type\":\"announce\",\"title\":...,\"body\":...}.";
         return error_reply(&reference, None, Some(message));

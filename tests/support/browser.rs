@@ -227,6 +227,26 @@ impl Tab {
         resized.unwrap_or_else(|error| panic!("resizing {}: {error}", self.name));
     }
 
+    /// Resizes the tab's window so that the page itself gets `width` by
+    /// `height` CSS pixels, as on a screen of that size in full-screen mode
+    /// (`resize` sizes the window, whose bars take some of the height).
+    pub async fn resize_viewport(&self, width: u32, height: u32) {
+        self.resize(width, height).await;
+        let inner = self
+            .run("return [innerWidth, innerHeight];", Value::Null)
+            .await;
+        let inner: [u32; 2] = serde_json::from_value(inner).expect("two numbers");
+        self.resize(2 * width - inner[0], 2 * height - inner[1])
+            .await;
+        self.wait_for(
+            &format!("the page is {width}x{height}"),
+            "return (innerWidth === arguments[0][0] && innerHeight === arguments[0][1]) \
+             || `${innerWidth}x${innerHeight}`;",
+            json!([width, height]),
+        )
+        .await;
+    }
+
     /// Runs `script` (the body of a function; `arguments[0]` is `arg`) in
     /// the page and returns what it returns.
     pub async fn try_run(&self, script: &str, arg: Value) -> webdriver::Result<Value> {

@@ -4,7 +4,8 @@
 //!
 //! - [`without_redis`] drops step 06 when no Redis answers: it keeps its
 //!   rooms there, and everything else runs without one.
-//! - [`bind`] takes the ports: BASE for the index, BASE + NN for step NN.
+//! - [`bind`] takes the ports: BASE for the index, BASE + NN for step NN
+//!   (and BASE + 13 for step 03b, see `Step::offset`).
 //! - [`serve`] runs the index and the steps until the shutdown signal, and
 //!   stops them all together (one failing stops the others).
 //!
@@ -50,9 +51,13 @@ pub fn select(numbers: &[String]) -> Result<Vec<&'static Step>, String> {
                 .iter()
                 .find(|step| step.number.trim_start_matches('0') == number.trim_start_matches('0'))
                 .ok_or_else(|| {
+                    let numbers: Vec<&str> = STEPS
+                        .iter()
+                        .map(|step| step.number.trim_start_matches('0'))
+                        .collect();
                     format!(
-                        "there is no step {number}; the steps are 1 to {}",
-                        STEPS.len()
+                        "there is no step {number}; the steps are {}",
+                        numbers.join(", ")
                     )
                 })
         })
@@ -81,7 +86,9 @@ pub async fn without_redis(steps: Vec<&'static Step>) -> (Vec<&'static Step>, Op
     }
 }
 
-/// Binds the index on `base_port` and step NN on `base_port + NN`.
+/// Binds the index on `base_port` and each step as far above it as its
+/// own port is above 3000: step NN on `base_port + NN`, 03b on
+/// `base_port + 13`.
 pub async fn bind(host: &str, base_port: u16, steps: &[&'static Step]) -> io::Result<Listeners> {
     let index = TcpListener::bind((host, base_port)).await.map_err(|error| {
         let hint = if error.kind() == io::ErrorKind::AddrInUse {
@@ -93,8 +100,8 @@ pub async fn bind(host: &str, base_port: u16, steps: &[&'static Step]) -> io::Re
     })?;
     let mut bound = Vec::new();
     for &step in steps {
-        let number: u16 = step.number.parse().expect("step numbers are digits");
-        let listener = shared::cli::bind(host, base_port + number, step, "--base-port").await?;
+        let port = base_port.saturating_add(step.offset());
+        let listener = shared::cli::bind(host, port, step, "--base-port").await?;
         bound.push((step, listener));
     }
     Ok(Listeners {
@@ -123,6 +130,10 @@ pub async fn serve(listeners: Listeners, feed: Feed, shutdown: Shutdown) -> io::
             "03" => tasks.spawn(
                 long_polling::run(listener, feed, Default::default(), stop)
                     .instrument(info_span!("03")),
+            ),
+            "03b" => tasks.spawn(
+                server_sent_events::run(listener, feed, Default::default(), stop)
+                    .instrument(info_span!("03b")),
             ),
             "04" => tasks.spawn(
                 websocket::run(listener, feed, Default::default(), stop)
@@ -178,6 +189,9 @@ impl Pane {
             "02" => "Asks every 2 s. Costs a request per client per interval, news or not.",
             "03" => {
                 "The server holds the question. Costs a request per item per client, and an open connection."
+            }
+            "03b" => {
+                "The answer never ends. Costs an open connection per client; an item is one event in it."
             }
             "04" => {
                 "The server pushes frames. Costs an open socket per client; an item is a small frame."

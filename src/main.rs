@@ -9,6 +9,7 @@ use shared::Feed;
 use shared::Shutdown;
 use shared::feed::DEFAULT_CAPACITY;
 use shared::flood::DEFAULT_POSTS;
+use shared::page::BASE_PORT;
 
 /// Every era of the real-time web, side by side.
 #[derive(Parser)]
@@ -18,10 +19,10 @@ struct Args {
     #[arg(long, env = "HOST", default_value = "127.0.0.1")]
     host: String,
     /// The index listens on BASE_PORT, step NN on BASE_PORT + NN (3001,
-    /// 3002, ... by default).
-    #[arg(long, default_value_t = 3000)]
+    /// 3002, ... by default), and step 03b on BASE_PORT + 13.
+    #[arg(long, default_value_t = BASE_PORT)]
     base_port: u16,
-    /// Which steps to run, by number (`--steps 1,3,4`); all by default.
+    /// Which steps to run, by number (`--steps 1,3,3b,4`); all by default.
     #[arg(long, value_delimiter = ',')]
     steps: Vec<String>,
     /// How many items the shared feed keeps.

@@ -12,6 +12,7 @@ use shared::Feed;
 use shared::Shutdown;
 use support::Running;
 use support::api;
+use support::sse;
 use support::ws;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
@@ -19,8 +20,9 @@ use tokio::task::JoinHandle;
 /// The launcher on free ports: where each of its servers listens.
 struct Launcher {
     index: String,
-    /// `http://127.0.0.1:PORT` of steps 01 to 05, in order.
-    steps: Vec<String>,
+    /// Each step but 06 by number (`"03b"`), and its `http://127.0.0.1:PORT`,
+    /// in order.
+    steps: Vec<(&'static str, String)>,
     feed: Feed,
     shutdown: Shutdown,
     task: JoinHandle<std::io::Result<()>>,
@@ -37,7 +39,10 @@ async fn launch() -> Launcher {
     }
     let urls = steps
         .iter()
-        .map(|(_, listener)| format!("http://{}", listener.local_addr().unwrap()))
+        .map(|(step, listener)| {
+            let url = format!("http://{}", listener.local_addr().unwrap());
+            (step.number, url)
+        })
         .collect();
     let index_url = format!("http://{}", index.local_addr().unwrap());
     let feed = Feed::starting_at(1_000, 0, support::fixed_clock);
@@ -54,10 +59,21 @@ async fn launch() -> Launcher {
 }
 
 impl Launcher {
+    /// `http://127.0.0.1:PORT` of step `number` (`"03b"`).
+    fn url(&self, number: &str) -> &str {
+        let (_, url) = self
+            .steps
+            .iter()
+            .find(|(step, _)| *step == number)
+            .expect("the launcher runs that step");
+        url
+    }
+
     /// One step as a [`Running`], for the helpers the step tests use.
-    fn step(&self, number: usize) -> Running {
+    fn step(&self, number: &str) -> Running {
         Running {
-            addr: self.steps[number - 1]
+            addr: self
+                .url(number)
                 .trim_start_matches("http://")
                 .parse()
                 .unwrap(),
@@ -72,14 +88,15 @@ impl Launcher {
 async fn every_port_answers_with_its_step() {
     let launcher = launch().await;
     let client = support::client();
-    for (i, url) in launcher.steps.iter().enumerate() {
+    let numbers: Vec<&str> = launcher.steps.iter().map(|(number, _)| *number).collect();
+    assert_eq!(numbers, ["01", "02", "03", "03b", "04", "05"]);
+    for (number, url) in &launcher.steps {
         let page = client.get(format!("{url}/")).send().await.unwrap();
-        assert_eq!(page.status(), StatusCode::OK, "step {}", i + 1);
+        assert_eq!(page.status(), StatusCode::OK, "step {number}");
         let text = page.text().await.unwrap();
         assert!(
-            text.contains(&format!("<body class=\"step-0{}\">", i + 1)),
-            "step {}",
-            i + 1
+            text.contains(&format!("<body class=\"step-{number}\">")),
+            "step {number}"
         );
     }
     let index = client
@@ -89,7 +106,7 @@ async fn every_port_answers_with_its_step() {
         .unwrap();
     assert_eq!(index.status(), StatusCode::OK);
     let index = index.text().await.unwrap();
-    for url in &launcher.steps {
+    for (_, url) in &launcher.steps {
         let port = url.rsplit(':').next().unwrap();
         assert!(
             index.contains(&format!(":{port}/\" title=\"Step")),
@@ -103,15 +120,18 @@ async fn every_port_answers_with_its_step() {
 #[tokio::test]
 async fn a_post_through_one_step_is_seen_through_every_other() {
     let launcher = launch().await;
-    // Sockets of 04 and 05 first, to see the post pushed.
-    let mut socket4 = ws::connect(&launcher.step(4), "/ws?since=0").await;
+    // 03b's event stream and the sockets of 04 and 05 first, to see the
+    // post pushed.
+    let mut stream = sse::open(&launcher.step("03b"), "/events?since=0", None).await;
+    assert_eq!(stream.status, StatusCode::OK);
+    let mut socket4 = ws::connect(&launcher.step("04"), "/ws?since=0").await;
     ws::next_json(&mut socket4).await;
-    let mut socket5 = ws::connect(&launcher.step(5), "/ws?since=0").await;
+    let mut socket5 = ws::connect(&launcher.step("05"), "/ws?since=0").await;
     ws::next_json(&mut socket5).await;
 
     // Posted as a form to step 01...
     let response = support::client()
-        .post(format!("{}/news", launcher.steps[0]))
+        .post(format!("{}/news", launcher.url("01")))
         .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
         .body("title=Hello+from+1995")
         .send()
@@ -119,11 +139,17 @@ async fn a_post_through_one_step_is_seen_through_every_other() {
         .unwrap();
     assert_eq!(response.status(), StatusCode::SEE_OTHER);
 
-    // ...seen by 02's poll, 03's long poll, 04's and 05's sockets.
-    let (_, answer) = api::get_json(&launcher.step(2), "/news?since=0").await;
+    // ...seen by 02's poll, 03's long poll, 03b's stream, 04's and 05's
+    // sockets.
+    let (_, answer) = api::get_json(&launcher.step("02"), "/news?since=0").await;
     assert_eq!(answer["items"][0]["title"], "Hello from 1995");
-    let (_, answer) = api::get_json(&launcher.step(3), "/news?since=0&timeout=1").await;
+    let (_, answer) = api::get_json(&launcher.step("03"), "/news?since=0&timeout=1").await;
     assert_eq!(answer["items"][0]["title"], "Hello from 1995");
+    let event = stream.next_event().await;
+    assert_eq!(
+        (event.event.as_str(), event.data["title"].as_str()),
+        ("news", Some("Hello from 1995"))
+    );
     let news = ws::next_json(&mut socket4).await;
     assert_eq!(news["item"]["title"], "Hello from 1995");
     let news = ws::next_json(&mut socket5).await;
@@ -139,7 +165,7 @@ async fn a_post_through_one_step_is_seen_through_every_other() {
     )
     .await;
     support::wait_until("05's post is stored", async || launcher.feed.cursor() == 2).await;
-    let page = support::page(format!("{}/", launcher.steps[0])).await;
+    let page = support::page(format!("{}/", launcher.url("01"))).await;
     assert!(page.contains("Hello from the 2010s"));
 
     launcher.shutdown.trigger();
@@ -201,15 +227,18 @@ async fn the_index_posts_into_the_shared_feed() {
 #[tokio::test]
 async fn shutdown_ends_every_step_even_with_clients_waiting() {
     let launcher = launch().await;
-    // A parked long poll and an open socket: both must let go.
+    // A parked long poll, an event stream and an open socket: all must let
+    // go.
     let parked = tokio::spawn({
-        let url = format!("{}/news?since=0", launcher.steps[2]);
+        let url = format!("{}/news?since=0", launcher.url("03"));
         async move { support::client().get(url).send().await.map(|r| r.status()) }
     });
-    let mut socket = ws::connect(&launcher.step(4), "/ws?since=0").await;
+    let mut stream = sse::open(&launcher.step("03b"), "/events?since=0", None).await;
+    stream.next_block().await;
+    let mut socket = ws::connect(&launcher.step("04"), "/ws?since=0").await;
     ws::next_json(&mut socket).await;
     support::wait_until("the long poll is parked", async || {
-        let (_, stats) = api::get_json(&launcher.step(3), "/stats").await;
+        let (_, stats) = api::get_json(&launcher.step("03"), "/stats").await;
         stats["parked"] == 1
     })
     .await;
@@ -221,11 +250,12 @@ async fn shutdown_ends_every_step_even_with_clients_waiting() {
         .unwrap()
         .unwrap();
     assert_eq!(parked.await.unwrap().unwrap(), StatusCode::OK);
+    stream.ends().await;
     assert_eq!(
         ws::close_code(&mut socket).await.0,
         tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode::Away
     );
-    for url in &launcher.steps {
+    for (_, url) in &launcher.steps {
         let refused = support::client().get(format!("{url}/")).send().await;
         assert!(refused.is_err(), "{url} no longer answers");
     }
@@ -233,16 +263,20 @@ async fn shutdown_ends_every_step_even_with_clients_waiting() {
 
 #[tokio::test]
 async fn steps_are_chosen_by_number() {
-    let chosen: Vec<_> = workshop::select(&["1".into(), "04".into()])
+    let chosen: Vec<_> = workshop::select(&["1".into(), "3b".into(), "04".into()])
         .unwrap()
         .iter()
         .map(|step| step.slug)
         .collect();
-    assert_eq!(chosen, ["01-form-post", "04-websocket"]);
+    assert_eq!(
+        chosen,
+        ["01-form-post", "03b-server-sent-events", "04-websocket"]
+    );
     assert_eq!(
         workshop::select(&["9".into()]).unwrap_err(),
-        "there is no step 9; the steps are 1 to 6"
+        "there is no step 9; the steps are 1, 2, 3, 3b, 4, 5, 6"
     );
+    assert!(workshop::select(&["03b".into()]).is_ok());
 }
 
 #[tokio::test]
@@ -259,6 +293,33 @@ async fn a_port_in_use_is_named_with_the_flag_that_changes_it() {
         "{message}"
     );
     assert!(message.contains("--base-port"), "{message}");
+}
+
+#[tokio::test]
+async fn step_nn_listens_on_base_plus_nn_and_03b_on_base_plus_13() {
+    // A base port whose steps 03 and 03b ports are free too.
+    let base = loop {
+        let free = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = free.local_addr().unwrap().port();
+        drop(free);
+        let taken = |offset| async move {
+            TcpListener::bind(("127.0.0.1", base + offset))
+                .await
+                .is_err()
+        };
+        if base < 65_000 && !taken(3).await && !taken(13).await {
+            break base;
+        }
+    };
+    let steps = workshop::select(&["3".into(), "3b".into()]).unwrap();
+    let listeners = workshop::bind("127.0.0.1", base, &steps).await.unwrap();
+    let ports: Vec<(&str, u16)> = listeners
+        .steps
+        .iter()
+        .map(|(step, listener)| (step.number, listener.local_addr().unwrap().port()))
+        .collect();
+    assert_eq!(ports, [("03", base + 3), ("03b", base + 13)]);
+    assert_eq!(listeners.index.local_addr().unwrap().port(), base);
 }
 
 /// `cargo run`'s binary, as a leader starts it: it serves, labels each

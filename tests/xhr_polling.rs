@@ -90,7 +90,7 @@ async fn json_and_form_posts_both_work() {
 #[tokio::test]
 async fn bad_posts_store_nothing() {
     let server = start().await;
-    api::bad_posts_store_nothing(&server).await;
+    api::bad_posts_store_nothing(&server, "GET, POST").await;
     server.stop().await;
 }
 

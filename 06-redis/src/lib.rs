@@ -124,7 +124,7 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tracing::Instrument;
 
 /// This step: its number, name and port, for the page and the launcher.
-pub const STEP: &Step = &STEPS[5];
+pub const STEP: &Step = &STEPS[6];
 
 /// The largest request body we read: room for the largest valid post,
 /// however the form or the script encodes it (26 KiB, see

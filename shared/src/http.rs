@@ -18,6 +18,7 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use http_body_util::BodyExt;
+use http_body_util::Either;
 use http_body_util::Full;
 use http_body_util::Limited;
 use hyper::HeaderMap;
@@ -45,9 +46,13 @@ use crate::hosts::OwnHosts;
 use crate::news;
 use crate::news::NewPost;
 use crate::news::PostRequest;
+use crate::stream::Hangup;
+use crate::stream::Streaming;
 
-/// Every response body in the workshop is one buffer: pages, JSON, assets.
-pub type Body = Full<Bytes>;
+/// A response body in the workshop: one buffer (pages, JSON, assets), or
+/// an answer that never ends, written while it is sent (step 03b's event
+/// stream, see [`crate::stream`]).
+pub type Body = Either<Full<Bytes>, Streaming>;
 /// The response type of every handler.
 pub type Response = hyper::Response<Body>;
 
@@ -161,11 +166,18 @@ where
         let own_hosts = own_hosts.clone();
         connections.spawn(
             async move {
-                let service = service_fn(move |mut request: Request<Incoming>| {
-                    // Who is asking, and the count their posts fall under.
-                    request.extensions_mut().insert(Client(peer.ip()));
-                    request.extensions_mut().insert(post_limit.clone());
-                    logged(handler.clone(), own_hosts.clone(), request)
+                // A handler may close this connection (a stream whose
+                // client stopped reading, see `stream`).
+                let hangup = Hangup::default();
+                let service = service_fn({
+                    let hangup = hangup.clone();
+                    move |mut request: Request<Incoming>| {
+                        // Who is asking, and the count their posts fall under.
+                        request.extensions_mut().insert(Client(peer.ip()));
+                        request.extensions_mut().insert(post_limit.clone());
+                        request.extensions_mut().insert(hangup.clone());
+                        logged(handler.clone(), own_hosts.clone(), request)
+                    }
                 });
                 let mut builder = http1::Builder::new();
                 builder
@@ -177,6 +189,12 @@ where
                 let mut connection = pin!(connection);
                 let result = tokio::select! {
                     result = connection.as_mut() => result,
+                    () = hangup.wait() => {
+                        // Dropping the connection closes the socket, with
+                        // whatever was still waiting to be written.
+                        tracing::debug!(%peer, "hung up on the client");
+                        return;
+                    }
                     () = shutdown.wait() => {
                         // Finish the request in progress, then close.
                         connection.as_mut().graceful_shutdown();
@@ -390,7 +408,7 @@ pub fn response(
     content_type: &'static str,
     body: impl Into<Bytes>,
 ) -> Response {
-    let mut response = hyper::Response::new(Full::new(body.into()));
+    let mut response = hyper::Response::new(Either::Left(Full::new(body.into())));
     *response.status_mut() = status;
     response
         .headers_mut()
@@ -495,7 +513,7 @@ pub fn too_many_posts(response: Response, refusal: &flood::Refusal) -> Response 
 /// POST this is what keeps the reload button from posting twice
 /// (Post/Redirect/Get): the page the browser ends up on came from a GET.
 pub fn see_other(location: &str) -> Response {
-    let mut response = hyper::Response::new(Full::default());
+    let mut response = hyper::Response::new(Either::Left(Full::default()));
     *response.status_mut() = StatusCode::SEE_OTHER;
     if let Ok(location) = HeaderValue::from_str(location) {
         response.headers_mut().insert(header::LOCATION, location);

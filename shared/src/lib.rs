@@ -16,6 +16,8 @@
 //!   the shared templates (`shared/templates`) render, and reading a post
 //!   sent by that form.
 //! - [`push`]: encoding each pushed item once, and counting open sockets.
+//! - [`stream`]: an answer that never ends (server-sent events), and
+//!   hanging up on a client that stops reading it.
 //! - [`token`]: a random token, and comparing one in constant time.
 //! - [`assets`]: the stylesheet and scripts every step serves.
 //! - [`cli`]: the flags every step's binary takes, and logging.
@@ -30,6 +32,7 @@ pub mod http;
 pub mod news;
 pub mod page;
 pub mod push;
+pub mod stream;
 pub mod token;
 
 pub use feed::Feed;

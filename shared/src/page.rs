@@ -29,16 +29,22 @@ pub const PAGE_SIZE: usize = 50;
 /// The slowest and fastest `?refresh=N` (seconds) a page accepts.
 pub const REFRESH_RANGE: std::ops::RangeInclusive<u32> = 1..=60;
 
+/// Where the launcher's index listens by default; step NN listens on
+/// `BASE_PORT` + NN (see [`Step::offset`]).
+pub const BASE_PORT: u16 = 3000;
+
 /// One era of the workshop.
 #[derive(Debug)]
 pub struct Step {
-    /// `"01"`: the folder prefix, and the order of the steps.
+    /// `"01"`: the folder prefix, and the order of the steps. A letter
+    /// marks a step that came in between two others (`"03b"`).
     pub number: &'static str,
     /// The folder and binary name, `"01-form-post"`.
     pub slug: &'static str,
     /// `"Form POST"`.
     pub name: &'static str,
-    /// The port the step listens on, standalone and in the launcher.
+    /// The port the step listens on, standalone and in the launcher:
+    /// 3000 + NN for step NN, and ten more for a letter (`"03b"` on 3013).
     pub port: u16,
     /// When this was how the web did it.
     pub era: &'static str,
@@ -49,7 +55,7 @@ pub struct Step {
 }
 
 /// Every step, in order.
-pub const STEPS: [Step; 6] = [
+pub const STEPS: [Step; 7] = [
     Step {
         number: "01",
         slug: "01-form-post",
@@ -84,6 +90,19 @@ pub const STEPS: [Step; 6] = [
                 an answer, or 25 seconds pass. News arrives at once, and an idle page \
                 costs one request every 25 seconds.",
         watch: "Each request stays pending in the Network tab until someone posts.",
+    },
+    Step {
+        number: "03b",
+        slug: "03b-server-sent-events",
+        name: "Server-sent events",
+        port: 3013,
+        era: "2010 onwards, EventSource",
+        about: "The long poll that never ends: the page opens one request with \
+                EventSource, and the server keeps the answer open, writing an event \
+                into it for each item. If the answer breaks off, the browser \
+                reconnects by itself and says which event it saw last.",
+        watch: "One /events request that never completes in the Network tab; its \
+                EventStream view lists each event as it arrives.",
     },
     Step {
         number: "04",
@@ -122,6 +141,12 @@ pub const STEPS: [Step; 6] = [
 ];
 
 impl Step {
+    /// How far above the launcher's base port this step listens: 1 for
+    /// step 01, 13 for step 03b.
+    pub fn offset(&self) -> u16 {
+        self.port - BASE_PORT
+    }
+
     /// This step's place in [`STEPS`].
     fn index(&self) -> usize {
         STEPS
@@ -428,9 +453,20 @@ mod tests {
         let first = Layout::new(&STEPS[0], &HeaderMap::new());
         assert!(first.previous().is_none());
         assert_eq!(first.next().unwrap().slug, "02-xhr-polling");
-        assert_eq!(first.url(&STEPS[3]), "http://127.0.0.1:3004/");
-        let last = Layout::new(&STEPS[5], &HeaderMap::new());
+        assert_eq!(first.url(&STEPS[4]), "http://127.0.0.1:3004/");
+        let last = Layout::new(&STEPS[6], &HeaderMap::new());
         assert!(last.next().is_none());
+        // 03b came in between 03 and 04.
+        let between = Layout::new(&STEPS[3], &HeaderMap::new());
+        assert_eq!(between.step.slug, "03b-server-sent-events");
+        assert_eq!(between.previous().unwrap().slug, "03-long-polling");
+        assert_eq!(between.next().unwrap().slug, "04-websocket");
+    }
+
+    #[test]
+    fn every_step_has_a_port_of_its_own_above_the_base() {
+        let offsets: Vec<u16> = STEPS.iter().map(Step::offset).collect();
+        assert_eq!(offsets, [1, 2, 3, 13, 4, 5, 6]);
     }
 
     #[test]

@@ -2,24 +2,30 @@
 //
 // It counts what this page sends and receives, so that the cost of each
 // era is something you can point at:
-// - requests: every XMLHttpRequest and fetch the page starts;
+// - requests: every XMLHttpRequest and fetch the page starts, every
+//   WebSocket, and every connection an EventSource makes (the first one,
+//   and each time it reconnects by itself);
 // - nothing new: answers that brought no news (304, or an empty list);
 // - received: bytes that arrived, headers included (from the browser's
-//   Resource Timing for HTTP, frame sizes for WebSocket);
+//   Resource Timing for HTTP, frame sizes for WebSocket, event sizes for
+//   EventSource);
 // - frames: WebSocket messages in each direction;
+// - events: server-sent events received (step 03b);
 // - post → screen: from pressing Post to seeing the item in this tab;
-// - WebSocket: whether the page's socket is open, and why it last closed.
+// - WebSocket or EventSource: whether the page's connection is open, and
+//   why it last closed.
 //
-// It works by wrapping XMLHttpRequest, fetch and WebSocket before the page's
-// own script uses them: the page does not have to tell it anything, except
-// which post it is waiting for (meter.posted) and what it showed (meter.shown).
+// It works by wrapping XMLHttpRequest, fetch, WebSocket and EventSource
+// before the page's own script uses them: the page does not have to tell it
+// anything, except which post it is waiting for (meter.posted) and what it
+// showed (meter.shown).
 //
 // Step 01 has no script of its own, and loads this one with
 // data-count="page-loads": there the requests are the page loads themselves
 // (see countPageLoads, at the end).
 const meter = (() => {
   const countsPageLoads = document.currentScript?.dataset.count === 'page-loads';
-  const stats = { requests: 0, empty: 0, bytes: 0, framesIn: 0, framesOut: 0 };
+  const stats = { requests: 0, empty: 0, bytes: 0, framesIn: 0, framesOut: 0, events: 0 };
   let latency = null;
   let socketState = null;
   const postedAt = new Map(); // id -> when Post was pressed
@@ -94,6 +100,51 @@ const meter = (() => {
     }
   };
 
+  // EventSource: the same class, counting every event and every connection.
+  // An event goes to the listeners of its name (`event: news`), so the
+  // meter listens to each name the page listens to, once.
+  const NativeEventSource = window.EventSource;
+  window.EventSource = class extends NativeEventSource {
+    constructor(...args) {
+      super(...args);
+      stats.requests++; // the request whose answer is the stream
+      socketState = 'connecting';
+      this.counted = new Set();
+      this.count('message'); // events without an `event:` line
+      this.addEventListener('open', () => {
+        socketState = 'open';
+        draw();
+      });
+      this.addEventListener('error', () => {
+        if (this.readyState === NativeEventSource.CONNECTING) {
+          // The browser tries again by itself, with a new request.
+          stats.requests++;
+          socketState = 'reconnecting';
+        } else {
+          socketState = 'closed';
+        }
+        draw();
+      });
+      draw();
+    }
+    count(type) {
+      if (this.counted.has(type)) return;
+      this.counted.add(type);
+      super.addEventListener(type, (event) => {
+        stats.events++;
+        // What came over the wire for it: its lines, and the blank one.
+        const id = event.lastEventId ? `id: ${event.lastEventId}\n` : '';
+        const name = type === 'message' ? '' : `event: ${type}\n`;
+        stats.bytes += frameSize(`${id}${name}data: ${event.data}\n\n`);
+        draw();
+      });
+    }
+    addEventListener(type, ...rest) {
+      if (type !== 'open' && type !== 'error') this.count(type);
+      return super.addEventListener(type, ...rest);
+    }
+  };
+
   function posted(id, startedAt) {
     postedAt.set(String(id), startedAt);
     settle(String(id));
@@ -135,6 +186,7 @@ const meter = (() => {
       show('empty', stats.empty);
       show('bytes', bytes(stats.bytes));
       show('frames', `${stats.framesIn} ↓ ${stats.framesOut} ↑`);
+      show('events', stats.events);
       show('latency', latency === null ? '–' : `${Math.round(latency)} ms`);
       if (socketState !== null) {
         show('socket', socketState);

@@ -8,6 +8,7 @@ pub mod api;
 pub mod browser;
 pub mod redis_server;
 pub mod rooms;
+pub mod sse;
 pub mod webdriver;
 pub mod ws;
 

@@ -7,8 +7,10 @@
 //! its way back by itself; step 05 keeps rooms apart and carries images;
 //! step 06 says when its Redis is away, and sends a post again, with its
 //! key, when Redis stalled and nobody knows whether it was stored.
-//! Two tabs of step 03 in one browser each have a question waiting.
-//! The launcher's index shows all five at once, every pane and its meter
+//! Two tabs of step 03 in one browser each have a question waiting; two
+//! tabs of step 03b each have a stream, and 03b finds its way back after a
+//! restart by itself.
+//! The launcher's index shows every era at once, every pane and its meter
 //! in sight on a projector, a laptop and a large screen, seven panes too,
 //! and one pane can fill the screen. A screenshot of each step and of the
 //! index lands in `target/screenshots/`.
@@ -245,7 +247,7 @@ async fn step_02_shows_news_within_one_poll_interval() {
     let meter = a.meter().await;
     assert!(meter.latency.ends_with(" ms"), "{meter:?}");
     assert_ne!(meter.bytes, "0 B", "{meter:?}");
-    assert_eq!(meter.frames, "0 ↓ 0 ↑", "{meter:?}");
+    assert_eq!(meter.frames.as_deref(), Some("0 ↓ 0 ↑"), "{meter:?}");
 
     a.screenshot("02-xhr-polling").await;
     browser.close().await;
@@ -335,6 +337,83 @@ async fn step_03_keeps_two_tabs_of_one_browser_live() {
     support::wait_until("both tabs wait again", parked).await;
     browser.close().await;
     server.stop().await;
+}
+
+/// Step 03b with its default options, as a function: the restart test
+/// calls it again to start the step again.
+fn server_sent_events_step(
+    listener: TcpListener,
+    feed: Feed,
+    shutdown: Shutdown,
+) -> impl Future<Output = io::Result<()>> + Send + 'static {
+    server_sent_events::run(listener, feed, Default::default(), shutdown)
+}
+
+/// Two tabs of one browser, each with an answer of its own that never
+/// ends: news reaches both at once, and however much is posted, a tab
+/// that only listens made one request.
+#[tokio::test]
+async fn step_03b_pushes_news_down_one_answer_per_tab() {
+    let Some(mut browser) = Browser::launch().await else {
+        return;
+    };
+    let server = support::start_with_feed(feed_with_news(), server_sent_events_step).await;
+    let (a, b) = two_tabs(&mut browser, &server).await;
+    let streams = async || api::get_json(&server, "/stats").await.1["streams"] == 2;
+    support::wait_until("both tabs have a stream open at once", streams).await;
+
+    news_reaches_the_other_tab(&a, &b, Updates::Live).await;
+    html_stays_text(&a, &b, Updates::Live).await;
+    for n in 1..=3 {
+        a.post(&format!("Post {n} down the same answer"), "").await;
+    }
+    b.wait_for_title("Post 3 down the same answer").await;
+    // Tab A posted five times, each a request of its own; tab B only
+    // listened. Each got at least the five events.
+    for (tab, requests) in [(&a, "6"), (&b, "1")] {
+        tab.wait_for(
+            "the meter counts at least five events",
+            "return Number(document.querySelector('aside.meter [data-meter=\"events\"]').textContent) >= 5;",
+            Value::Null,
+        )
+        .await;
+        let meter = tab.meter().await;
+        assert_eq!(meter.requests, requests, "{}: {meter:?}", tab.name);
+        assert_eq!(meter.empty, "0", "{}: {meter:?}", tab.name);
+        assert_eq!(meter.socket.as_deref(), Some("open"), "{}", tab.name);
+        assert_eq!(meter.frames, None, "{}: no WebSocket here", tab.name);
+    }
+    let meter = a.meter().await;
+    assert!(meter.latency.ends_with(" ms"), "{meter:?}");
+    assert!(b.same_page().await, "tab B was not reloaded");
+    support::wait_until("both streams are still open", streams).await;
+
+    b.screenshot("03b-server-sent-events").await;
+    browser.close().await;
+    server.stop().await;
+}
+
+/// The server stops under an open page and starts again: EventSource
+/// reconnects by itself, says where it stopped (`Last-Event-ID`), and the
+/// page shows what it missed; with a new feed, it shows the reset.
+#[tokio::test]
+async fn step_03b_finds_its_way_back_after_a_restart() {
+    let Some(mut browser) = Browser::launch().await else {
+        return;
+    };
+    // Ids from the clock, as in a real run: a feed made later starts
+    // above every id of this one.
+    let feed = Feed::new(1_000);
+    feed.post(news::validate("Before the restart", "").expect("a valid post"));
+    let server = support::start_with_feed(feed, server_sent_events_step).await;
+    let tab = browser.open("the page", &server.url("/")).await;
+    tab.wait_for_title("Before the restart").await;
+    wait_for_meter(&tab, "socket", "open").await;
+
+    let server =
+        restart_with_the_same_feed(&tab, server, server_sent_events_step, "reconnecting").await;
+    restart_with_a_new_feed(&tab, server, server_sent_events_step).await;
+    browser.close().await;
 }
 
 /// Step 04 with its default options, as a function: the restart tests
@@ -431,7 +510,7 @@ async fn step_04_finds_its_way_back_after_a_restart() {
     let tab = browser.open("the page", &server.url("/")).await;
     tab.wait_for_title("Before the restart").await;
 
-    let server = restart_with_the_same_feed(&tab, server, websocket_step).await;
+    let server = restart_with_the_same_feed(&tab, server, websocket_step, "closed (1001)").await;
     restart_with_a_new_feed(&tab, server, websocket_step).await;
     browser.close().await;
 }
@@ -545,7 +624,7 @@ async fn step_05_finds_its_way_back_after_a_restart() {
     }
     join(&rust, "rust").await;
 
-    let server = restart_with_the_same_feed(&page, server, rooms_step).await;
+    let server = restart_with_the_same_feed(&page, server, rooms_step, "closed (1001)").await;
     // The other page came back too, and rejoined #rust by itself: the
     // server takes its post there (it refuses posts to a room the socket
     // is not in).
@@ -576,6 +655,7 @@ async fn the_launcher_shows_every_era_side_by_side() {
         index.frame("pane 01", "section.step-01 iframe"),
         index.frame("pane 02", "section.step-02 iframe"),
         index.frame("pane 03", "section.step-03 iframe"),
+        index.frame("pane 03b", "section.step-03b iframe"),
         index.frame("pane 04", "section.step-04 iframe"),
         index.frame("pane 05", "section.step-05 iframe"),
     ];
@@ -593,7 +673,7 @@ async fn the_launcher_shows_every_era_side_by_side() {
     }
 
     // One post in the index's box...
-    let title = "Posted once, seen five ways";
+    let title = "Posted once, seen six ways";
     index.type_into("#post #title", title).await;
     index.click("#post button[type=submit]").await;
     index
@@ -604,7 +684,7 @@ async fn the_launcher_shows_every_era_side_by_side() {
             Value::Null,
         )
         .await;
-    // ...shows in 03, 04 and 05 at once, in 02 at its next poll...
+    // ...shows in 03, 03b, 04 and 05 at once, in 02 at its next poll...
     for pane in &panes[1..] {
         pane.wait_for_title(title).await;
     }
@@ -623,11 +703,21 @@ async fn the_launcher_shows_every_era_side_by_side() {
     wait_for_meter(&panes[0], "requests", "2").await;
     let meter = panes[0].meter().await;
     assert_ne!(meter.bytes, "0 B", "{}: {meter:?}", panes[0].name);
-    for pane in &panes[3..] {
+    // ...03b, 04 and 05 one request each, the stream or the socket. (A
+    // pane below the window draws nothing, the browser skips its animation
+    // frames: each is brought into sight first.)
+    for (pane, number) in panes[3..].iter().zip(["03b", "04", "05"]) {
+        index
+            .run(
+                "document.querySelector(`section.step-${arguments[0]}`).scrollIntoView();",
+                json!(number),
+            )
+            .await;
+        wait_for_meter(pane, "requests", "1").await;
         let meter = pane.meter().await;
-        assert_eq!(meter.requests, "1", "{}: {meter:?}", pane.name);
         assert_eq!(meter.socket.as_deref(), Some("open"), "{}", pane.name);
     }
+    index.run("window.scrollTo(0, 0);", Value::Null).await;
     // 02 asks again and again, news or not.
     panes[1]
         .wait_for(
@@ -920,11 +1010,18 @@ async fn wait_for_shown_title(tab: &Tab, title: &str) {
 /// What is posted while the server is down, oldest first.
 const MISSED: [&str; 2] = ["Posted while the page was away", "And once more while away"];
 
-/// Stops the step under the open page, posts into its feed meanwhile, and
-/// starts it again on the same port with the same feed: the page comes
-/// back by itself and shows exactly what it missed, once each, without a
-/// reload and without a reset. Returns the step, running again.
-async fn restart_with_the_same_feed<F, Fut>(tab: &Tab, server: Running, run: F) -> Running
+/// Stops the step under the open page, and waits for its meter to say so
+/// (`away`: `closed (1001)` for a socket closed as going away,
+/// `reconnecting` for an event stream that ended); posts into its feed
+/// meanwhile, and starts it again on the same port with the same feed: the
+/// page comes back by itself and shows exactly what it missed, once each,
+/// without a reload and without a reset. Returns the step, running again.
+async fn restart_with_the_same_feed<F, Fut>(
+    tab: &Tab,
+    server: Running,
+    run: F,
+    away: &str,
+) -> Running
 where
     F: FnOnce(TcpListener, Feed, Shutdown) -> Fut,
     Fut: Future<Output = io::Result<()>> + Send + 'static,
@@ -944,9 +1041,9 @@ where
 
     server.stop().await;
     tab.wait_for(
-        "the meter says the server closed the socket as going away (1001)",
-        "return window.__socketStates.includes('closed (1001)') || window.__socketStates.join(', ');",
-        Value::Null,
+        &format!("the meter says the server went away: {away:?}"),
+        "return window.__socketStates.includes(arguments[0]) || window.__socketStates.join(', ');",
+        json!(away),
     )
     .await;
     for title in MISSED {
@@ -1041,7 +1138,8 @@ where
     }
 }
 
-/// The launcher (`cargo run`) on free ports, with steps 01 to 05.
+/// The launcher (`cargo run`) on free ports, with steps 01 to 05 (03b
+/// included).
 struct Launcher {
     /// `http://127.0.0.1:PORT/`, the index.
     index: String,
@@ -1051,7 +1149,7 @@ struct Launcher {
 
 impl Launcher {
     async fn start(feed: Feed) -> Launcher {
-        Launcher::with_steps(feed, &["1", "2", "3", "4", "5"]).await
+        Launcher::with_steps(feed, &["1", "2", "3", "3b", "4", "5"]).await
     }
 
     /// The launcher with the steps numbered (a number may come twice).

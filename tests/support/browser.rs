@@ -389,16 +389,20 @@ impl Tab {
     pub async fn meter(&self) -> Meter {
         let shown = self
             .run(
-                "return ['requests', 'empty', 'bytes', 'frames', 'latency'].map((name) => \
+                "return ['requests', 'empty', 'bytes', 'latency', 'frames', 'events'].map((name) => \
                  document.querySelector(`aside.meter [data-meter=\"${name}\"]`)?.textContent);",
                 Value::Null,
             )
             .await;
-        let shown: Vec<Option<String>> = serde_json::from_value(shown).expect("texts");
-        let Some([requests, empty, bytes, frames, latency]) = shown
+        let mut shown: Vec<Option<String>> = serde_json::from_value(shown).expect("texts");
+        // Every meter has a row for WebSocket frames, or (step 03b) one
+        // for events.
+        let events = shown.pop().flatten();
+        let frames = shown.pop().flatten();
+        let Some([requests, empty, bytes, latency]) = shown
             .into_iter()
             .collect::<Option<Vec<String>>>()
-            .and_then(|texts| <[String; 5]>::try_from(texts).ok())
+            .and_then(|texts| <[String; 4]>::try_from(texts).ok())
         else {
             panic!("{} has no network meter", self.name);
         };
@@ -414,6 +418,7 @@ impl Tab {
             empty,
             bytes,
             frames,
+            events,
             latency,
             socket: socket.as_str().map(str::to_owned),
         }
@@ -442,10 +447,14 @@ pub struct Meter {
     pub requests: String,
     pub empty: String,
     pub bytes: String,
-    pub frames: String,
+    /// "WebSocket frames", `3 ↓ 1 ↑`; `None` on step 03b's meter.
+    pub frames: Option<String>,
+    /// "Events", server-sent events received; only on step 03b's meter.
+    pub events: Option<String>,
     pub latency: String,
-    /// "WebSocket": `open`, `closed (1001)`...; `None` while the page has
-    /// opened no socket (the row is hidden).
+    /// "WebSocket" (`open`, `closed (1001)`...) or, on step 03b,
+    /// "EventSource" (`open`, `reconnecting`, `closed`); `None` while the
+    /// page has opened neither (the row is hidden).
     pub socket: Option<String>,
 }
 

@@ -5,6 +5,8 @@
 //!   its last 200 in `If-None-Match`, so an unchanged feed answers `304`.
 //! - 03 asks the same, and the server holds the question until there is
 //!   news (or 25 s pass); the page asks again the moment it has an answer.
+//! - 03b opens `GET /events?since=CURSOR` once, and reads one `news` event
+//!   per item (or a `reset`) from the answer that never ends.
 //! - 04 opens `GET /ws?since=CURSOR` with the page's `Origin`, reads the
 //!   `snapshot`, then one `news` frame per item.
 //!
@@ -33,6 +35,8 @@ use hyper::header::HeaderValue;
 use serde::Deserialize;
 use tokio::sync::oneshot;
 
+use crate::events;
+use crate::events::Events;
 use crate::socket::Socket;
 use crate::swarm::Crowd;
 use crate::wire::Http;
@@ -48,6 +52,9 @@ pub enum Era {
     /// 03: the server holds the question until there is news.
     #[value(name = "03")]
     LongPolling,
+    /// 03b: one answer that never ends, an event per item.
+    #[value(name = "03b")]
+    ServerSentEvents,
     /// 04: one WebSocket, the server pushes.
     #[value(name = "04")]
     WebSocket,
@@ -60,9 +67,10 @@ pub enum Era {
 }
 
 impl Era {
-    pub const ALL: [Era; 5] = [
+    pub const ALL: [Era; 6] = [
         Era::XhrPolling,
         Era::LongPolling,
+        Era::ServerSentEvents,
         Era::WebSocket,
         Era::Rooms,
         Era::Redis,
@@ -94,6 +102,7 @@ impl Era {
         match self {
             Era::XhrPolling => xhr_polling::STEP,
             Era::LongPolling => long_polling::STEP,
+            Era::ServerSentEvents => server_sent_events::STEP,
             Era::WebSocket => websocket::STEP,
             Era::Rooms => rooms::STEP,
             Era::Redis => redis_rooms::STEP,
@@ -105,6 +114,7 @@ impl Era {
         match self {
             Era::XhrPolling => "serve-02",
             Era::LongPolling => "serve-03",
+            Era::ServerSentEvents => "serve-03b",
             Era::WebSocket => "serve-04",
             Era::Rooms => "serve-05",
             Era::Redis => "serve-06",
@@ -117,6 +127,9 @@ impl Era {
         match self {
             Era::XhrPolling => args.extend(["--interval".into(), flags.interval_ms.to_string()]),
             Era::LongPolling => args.extend(["--max-parked".into(), flags.max_parked.to_string()]),
+            Era::ServerSentEvents => {
+                args.extend(["--max-streams".into(), flags.max_parked.to_string()])
+            }
             // The default heartbeat (a ping every 20 s) is part of the era.
             Era::WebSocket | Era::Rooms => {}
             Era::Redis => {
@@ -135,6 +148,7 @@ impl Era {
         match self {
             Era::XhrPolling => polling(client, stop).await,
             Era::LongPolling => long_polling(client, stop).await,
+            Era::ServerSentEvents => server_sent_events(client, stop).await,
             Era::WebSocket => websocket(client, stop).await,
             Era::Rooms | Era::Redis => rooms(client, stop).await,
         }
@@ -174,7 +188,8 @@ pub struct StepFlags {
     pub history: usize,
     /// 02: how often a page polls, in milliseconds.
     pub interval_ms: u64,
-    /// 03: how many long polls may wait at once.
+    /// 03: how many long polls may wait at once; 03b: how many streams may
+    /// be open.
     pub max_parked: usize,
     /// 06: the Redis URL and a key prefix of this run's own.
     pub redis: Option<(String, String)>,
@@ -403,6 +418,42 @@ async fn ask(page: &mut Page<'_>, http: &mut Http, question: &mut Question) -> R
         StatusCode::NOT_MODIFIED => Ok(()),
         status => Err(format!("GET {path} answered {status}")),
     }
+}
+
+/// Step 03b: one request, whose answer never ends; an event per item.
+async fn server_sent_events(client: Client, mut stop: Stop) -> ClientLog {
+    let mut page = Page::new(&client);
+    let result = async {
+        let mut events = {
+            let _permit = client.crowd.connecting().await;
+            let path = format!("/events?since={}", client.cursor);
+            Events::open(&client.target, &path, &page.log.tally).await?
+        };
+        // The server subscribed the page before it sent the head: whatever
+        // is posted from now on reaches it.
+        page.ready();
+        loop {
+            let block = tokio::select! {
+                block = events.next_block() => block?,
+                _ = &mut stop => return Ok(()),
+            };
+            match events::event(block)? {
+                // `retry:`, a keep-alive comment.
+                None => {}
+                Some(event) if event.name == "news" => {
+                    let item: Id = parse(event.data)?;
+                    page.show(&[item], false);
+                }
+                Some(event) if event.name == "reset" => {
+                    let batch: Batch = parse(event.data)?;
+                    page.show(&batch.items, true);
+                }
+                Some(event) => return Err(format!("unexpected event {:?}", event.name)),
+            }
+        }
+    }
+    .await;
+    page.end(result)
 }
 
 /// Step 04: one socket; a snapshot, then a frame per item.

@@ -39,7 +39,7 @@ pub struct Options {
     #[arg(long, default_value_t = xhr_polling::DEFAULT_INTERVAL_MS)]
     pub interval: u64,
     /// Which eras to run, for example `--eras 03,04`.
-    #[arg(long, value_delimiter = ',', default_values = ["02", "03", "04", "05"])]
+    #[arg(long, value_delimiter = ',', default_values = ["02", "03", "03b", "04", "05"])]
     pub eras: Vec<Era>,
 }
 

@@ -34,6 +34,7 @@
 //!
 //! The modules: [`server`] starts the step and reads `/proc`; [`wire`]
 //! counts bytes and speaks HTTP/1.1; [`socket`] speaks WebSocket;
+//! [`events`] reads an event stream;
 //! [`clients`] holds one function per era's page; [`swarm`] opens the
 //! pages, posts, and checks what they got;
 //! [`eras`] and [`capacity`] are the two scenarios (with [`isolation`],
@@ -50,6 +51,7 @@
 mod capacity;
 mod clients;
 mod eras;
+mod events;
 mod isolation;
 mod report;
 mod server;
@@ -94,6 +96,8 @@ enum Command {
     Serve02(Serve<xhr_polling::Options>),
     #[command(name = "serve-03", hide = true)]
     Serve03(Serve<long_polling::Options>),
+    #[command(name = "serve-03b", hide = true)]
+    Serve03b(Serve<server_sent_events::Options>),
     #[command(name = "serve-04", hide = true)]
     Serve04(Serve<websocket::Options>),
     #[command(name = "serve-05", hide = true)]
@@ -119,6 +123,7 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Serve02(args) => serve(xhr_polling::STEP, args, xhr_polling::run),
         Command::Serve03(args) => serve(long_polling::STEP, args, long_polling::run),
+        Command::Serve03b(args) => serve(server_sent_events::STEP, args, server_sent_events::run),
         Command::Serve04(args) => serve(websocket::STEP, args, websocket::run),
         Command::Serve05(args) => serve(rooms::STEP, args, rooms::run),
         Command::Serve06(args) => serve(redis_rooms::STEP, args, redis_rooms::run),
@@ -167,6 +172,7 @@ async fn smoke() -> Result<String, String> {
         eras: vec![
             Era::XhrPolling,
             Era::LongPolling,
+            Era::ServerSentEvents,
             Era::WebSocket,
             Era::Rooms,
         ],
@@ -175,7 +181,13 @@ async fn smoke() -> Result<String, String> {
     let eras_chart = eras::report(&eras, &rows, "smoke-eras.svg")?;
     let capacity = capacity::Options {
         sizes: vec![20],
-        eras: vec![Era::LongPolling, Era::WebSocket, Era::Rooms, Era::Redis],
+        eras: vec![
+            Era::LongPolling,
+            Era::ServerSentEvents,
+            Era::WebSocket,
+            Era::Rooms,
+            Era::Redis,
+        ],
         singles: 2,
         rate: 20.0,
         seconds: 0.5,

@@ -120,7 +120,9 @@ pub struct Panel {
     pub bars: Vec<Bar>,
 }
 
-const COLOURS: [&str; 5] = ["#8c6bb1", "#e6862e", "#2b8cbe", "#41ab5d", "#d6604d"];
+const COLOURS: [&str; 6] = [
+    "#8c6bb1", "#e6862e", "#17a5a5", "#2b8cbe", "#41ab5d", "#d6604d",
+];
 const WIDTH: f64 = 760.0;
 const LABEL_WIDTH: f64 = 190.0;
 const VALUE_WIDTH: f64 = 130.0;

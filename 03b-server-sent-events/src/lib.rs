@@ -25,8 +25,8 @@
 //!
 //!   A cursor the feed cannot vouch for gets `event: reset` with the latest
 //!   items instead (`{"items":[...],"cursor":N,"reset":true}`, as step 03
-//!   answers). Every 15 s a comment line (`: keep-alive`) tells proxies and
-//!   the browser that the connection is alive.
+//!   answers). After 15 s without news, a comment line (`: keep-alive`)
+//!   tells proxies and the browser that the connection is alive.
 //! - When the answer breaks off, the browser reconnects by itself to the
 //!   same address and sends `Last-Event-ID`, the `id:` of the last event it
 //!   got; the server resumes after it. That header wins over `?since=`,

@@ -65,12 +65,15 @@ async fn main() -> ExitCode {
     println!("\nThe workshop is running. Open the index, or each step in a tab of its own:\n");
     for host in &hosts {
         println!(
-            "     {:<14} http://{host}:{}/",
+            "      {:<18} http://{host}:{}/",
             "Side by side", args.base_port
         );
         for (step, listener) in &listeners.steps {
             let port = listener.local_addr().map_or(0, |addr| addr.port());
-            println!("  {} {:<14} http://{host}:{port}/", step.number, step.name);
+            println!(
+                "  {:<3} {:<18} http://{host}:{port}/",
+                step.number, step.name
+            );
         }
         println!();
     }

@@ -1183,6 +1183,20 @@ impl Launcher {
     }
 }
 
+/// Step 06 on `redis`, with a key prefix of its own.
+async fn redis_step(redis: &support::redis_server::RedisServer) -> Running {
+    let options = redis_rooms::Options {
+        redis: redis.url.clone(),
+        redis_prefix: format!("browser-{}", &shared::token::random()[..12]),
+        admin_token: Some("a-long-enough-admin-token".into()),
+        ..Default::default()
+    };
+    support::start_with_feed(Feed::new(1_000), |listener, feed, shutdown| {
+        redis_rooms::run(listener, feed, options, shutdown)
+    })
+    .await
+}
+
 #[tokio::test]
 async fn step_06_says_when_its_redis_is_away_and_comes_back_by_itself() {
     let Some(mut redis) = support::redis_server::RedisServer::own() else {
@@ -1191,16 +1205,7 @@ async fn step_06_says_when_its_redis_is_away_and_comes_back_by_itself() {
     let Some(mut browser) = Browser::launch().await else {
         return;
     };
-    let options = redis_rooms::Options {
-        redis: redis.url.clone(),
-        redis_prefix: format!("browser-{}", &shared::token::random()[..12]),
-        admin_token: Some("a-long-enough-admin-token".into()),
-        ..Default::default()
-    };
-    let server = support::start_with_feed(Feed::new(1_000), |listener, feed, shutdown| {
-        redis_rooms::run(listener, feed, options, shutdown)
-    })
-    .await;
+    let server = redis_step(&redis).await;
     let page = browser.open("the page", &server.url("/")).await;
     wait_for_meter(&page, "socket", "open").await;
 
@@ -1256,16 +1261,7 @@ async fn step_06_sends_a_post_again_after_redis_stalls_and_shows_it_once() {
     let Some(mut browser) = Browser::launch().await else {
         return;
     };
-    let options = redis_rooms::Options {
-        redis: redis.url.clone(),
-        redis_prefix: format!("browser-{}", &shared::token::random()[..12]),
-        admin_token: Some("a-long-enough-admin-token".into()),
-        ..Default::default()
-    };
-    let server = support::start_with_feed(Feed::new(1_000), |listener, feed, shutdown| {
-        redis_rooms::run(listener, feed, options, shutdown)
-    })
-    .await;
+    let server = redis_step(&redis).await;
     let page = browser.open("the page", &server.url("/")).await;
     wait_for_meter(&page, "socket", "open").await;
     // The first post loads post.lua into Redis, as in life.

@@ -34,6 +34,7 @@ use hyper_util::rt::TokioIo;
 use hyper_util::rt::TokioTimer;
 use serde::Serialize;
 use tokio::net::TcpListener;
+use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tracing::Instrument;
@@ -160,55 +161,11 @@ where
         // Small writes (a news item, a WebSocket frame) go out at once
         // instead of waiting to be merged with the next one.
         let _ = stream.set_nodelay(true);
-        let handler = handler.clone();
-        let shutdown = shutdown.clone();
-        let post_limit = post_limit.clone();
-        let own_hosts = own_hosts.clone();
-        connections.spawn(
-            async move {
-                // A handler may close this connection (a stream whose
-                // client stopped reading, see `stream`).
-                let hangup = Hangup::default();
-                let service = service_fn({
-                    let hangup = hangup.clone();
-                    move |mut request: Request<Incoming>| {
-                        // Who is asking, and the count their posts fall under.
-                        request.extensions_mut().insert(Client(peer.ip()));
-                        request.extensions_mut().insert(post_limit.clone());
-                        request.extensions_mut().insert(hangup.clone());
-                        logged(handler.clone(), own_hosts.clone(), request)
-                    }
-                });
-                let mut builder = http1::Builder::new();
-                builder
-                    .timer(TokioTimer::new())
-                    .header_read_timeout(HEADER_TIMEOUT);
-                let connection = builder
-                    .serve_connection(TokioIo::new(stream), service)
-                    .with_upgrades();
-                let mut connection = pin!(connection);
-                let result = tokio::select! {
-                    result = connection.as_mut() => result,
-                    () = hangup.wait() => {
-                        // Dropping the connection closes the socket, with
-                        // whatever was still waiting to be written.
-                        tracing::debug!(%peer, "hung up on the client");
-                        return;
-                    }
-                    () = shutdown.wait() => {
-                        // Finish the request in progress, then close.
-                        connection.as_mut().graceful_shutdown();
-                        connection.await
-                    }
-                };
-                if let Err(error) = result {
-                    log_connection_error(peer, &error);
-                }
-            }
-            // Each connection's log lines keep the server's context: in the
-            // launcher, the number of the step they belong to.
-            .in_current_span(),
-        );
+        let limits = (post_limit.clone(), own_hosts.clone());
+        let connection = connection(stream, peer, handler.clone(), limits, shutdown.clone());
+        // Each connection's log lines keep the server's context: in the
+        // launcher, the number of the step they belong to.
+        connections.spawn(connection.in_current_span());
     }
 
     drop(listener);
@@ -224,6 +181,58 @@ where
         connections.shutdown().await;
     }
     Ok(())
+}
+
+/// Serves HTTP/1.1 on one accepted connection until it ends, the handler
+/// hangs up on it, or the server stops.
+async fn connection<H, F>(
+    stream: TcpStream,
+    peer: SocketAddr,
+    handler: H,
+    (post_limit, own_hosts): (Arc<PostLimit>, Arc<OwnHosts>),
+    shutdown: Shutdown,
+) where
+    H: Fn(Request<Incoming>) -> F + Clone + Send + Sync + 'static,
+    F: Future<Output = Response> + Send + 'static,
+{
+    // A handler may close this connection (a stream whose
+    // client stopped reading, see `stream`).
+    let hangup = Hangup::default();
+    let service = service_fn({
+        let hangup = hangup.clone();
+        move |mut request: Request<Incoming>| {
+            // Who is asking, and the count their posts fall under.
+            request.extensions_mut().insert(Client(peer.ip()));
+            request.extensions_mut().insert(post_limit.clone());
+            request.extensions_mut().insert(hangup.clone());
+            logged(handler.clone(), own_hosts.clone(), request)
+        }
+    });
+    let mut builder = http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_TIMEOUT);
+    let connection = builder
+        .serve_connection(TokioIo::new(stream), service)
+        .with_upgrades();
+    let mut connection = pin!(connection);
+    let result = tokio::select! {
+        result = connection.as_mut() => result,
+        () = hangup.wait() => {
+            // Dropping the connection closes the socket, with
+            // whatever was still waiting to be written.
+            tracing::debug!(%peer, "hung up on the client");
+            return;
+        }
+        () = shutdown.wait() => {
+            // Finish the request in progress, then close.
+            connection.as_mut().graceful_shutdown();
+            connection.await
+        }
+    };
+    if let Err(error) = result {
+        log_connection_error(peer, &error);
+    }
 }
 
 /// Runs the handler, for a name this server answers to, and writes the one

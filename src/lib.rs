@@ -26,8 +26,9 @@ use shared::assets;
 use shared::http;
 use shared::http::Response;
 use shared::news;
-use shared::page::STEPS;
-use shared::page::Step;
+use shared::posting;
+use shared::steps::STEPS;
+use shared::steps::Step;
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 use tracing::Instrument;
@@ -255,7 +256,7 @@ async fn post(feed: &Feed, request: Request<Incoming>) -> Response {
     if !http::has_content_type(request.headers(), "application/json") {
         return http::json_error(StatusCode::UNSUPPORTED_MEDIA_TYPE, "Send the post as JSON.");
     }
-    match http::read_json_post(request, news::MAX_POST_BYTES).await {
+    match posting::read_json(request, news::MAX_POST_BYTES).await {
         Ok(post) => http::json(StatusCode::CREATED, &feed.post(post)),
         Err(refusal) => refusal,
     }

@@ -9,7 +9,7 @@ use shared::Feed;
 use shared::Shutdown;
 use shared::feed::DEFAULT_CAPACITY;
 use shared::flood::DEFAULT_POSTS;
-use shared::page::BASE_PORT;
+use shared::steps::BASE_PORT;
 
 /// Every era of the real-time web, side by side.
 #[derive(Parser)]

@@ -42,8 +42,9 @@ use shared::page;
 use shared::page::Layout;
 use shared::page::Listing;
 use shared::page::PostForm;
-use shared::page::STEPS;
-use shared::page::Step;
+use shared::posting;
+use shared::steps::STEPS;
+use shared::steps::Step;
 use tokio::net::TcpListener;
 
 /// This step: its number, name and port, for the page and the launcher.
@@ -116,7 +117,7 @@ fn index(app: &App, layout: Layout, query: Option<&str>) -> Response {
 /// Every check comes before anything is stored, so a refused request
 /// changes nothing.
 async fn post_news(app: &App, layout: Layout, request: Request<Incoming>) -> Response {
-    let fields = match page::read_form(&layout, request, BODY_LIMIT).await {
+    let fields = match posting::read_form(&layout, request, BODY_LIMIT).await {
         Ok(fields) => fields,
         Err(refusal) => return refusal,
     };

@@ -54,8 +54,9 @@ use shared::page;
 use shared::page::Layout;
 use shared::page::Listing;
 use shared::page::PostForm;
-use shared::page::STEPS;
-use shared::page::Step;
+use shared::posting;
+use shared::steps::STEPS;
+use shared::steps::Step;
 use tokio::net::TcpListener;
 
 /// This step: its number, name and port, for the page and the launcher.
@@ -234,7 +235,7 @@ fn index(app: &App, layout: Layout, query: Option<&str>) -> Response {
 /// Every check comes before anything is stored, so a refused request
 /// changes nothing.
 async fn post_news(app: &App, layout: Layout, request: Request<Incoming>) -> Response {
-    let fields = match page::read_form(&layout, request, BODY_LIMIT).await {
+    let fields = match posting::read_form(&layout, request, BODY_LIMIT).await {
         Ok(fields) => fields,
         Err(refusal) => return refusal,
     };
@@ -324,7 +325,7 @@ async fn news_since(app: &App, query: Option<&str>, headers: &HeaderMap) -> Resp
 /// with the stored item, or `422` with a message per field. Refusals are
 /// JSON too, so that the script can show them.
 async fn post_json(app: &App, request: Request<Incoming>) -> Response {
-    match http::read_json_post(request, BODY_LIMIT).await {
+    match posting::read_json(request, BODY_LIMIT).await {
         Ok(post) => http::json(StatusCode::CREATED, &app.feed.post(post)),
         Err(refusal) => refusal,
     }

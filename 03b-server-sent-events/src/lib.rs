@@ -76,9 +76,10 @@ use shared::page;
 use shared::page::Layout;
 use shared::page::Listing;
 use shared::page::PostForm;
-use shared::page::STEPS;
-use shared::page::Step;
+use shared::posting;
 use shared::push::EncodeOnce;
+use shared::steps::STEPS;
+use shared::steps::Step;
 use shared::stream;
 use shared::stream::Stream;
 use tokio::net::TcpListener;
@@ -262,7 +263,7 @@ fn index(app: &App, layout: Layout, query: Option<&str>) -> Response {
 /// Every check comes before anything is stored, so a refused request
 /// changes nothing.
 async fn post_news(app: &App, layout: Layout, request: Request<Incoming>) -> Response {
-    let fields = match page::read_form(&layout, request, BODY_LIMIT).await {
+    let fields = match posting::read_form(&layout, request, BODY_LIMIT).await {
         Ok(fields) => fields,
         Err(refusal) => return refusal,
     };
@@ -491,7 +492,7 @@ async fn in_time(stream: &Stream, chunk: Bytes) -> Result<(), Ending> {
 /// with the stored item, or `422` with a message per field. Refusals are
 /// JSON too, so that the script can show them.
 async fn post_json(app: &App, request: Request<Incoming>) -> Response {
-    match http::read_json_post(request, BODY_LIMIT).await {
+    match posting::read_json(request, BODY_LIMIT).await {
         Ok(post) => http::json(StatusCode::CREATED, &app.feed.post(post)),
         Err(refusal) => refusal,
     }

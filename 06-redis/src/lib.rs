@@ -97,10 +97,11 @@ use shared::page;
 use shared::page::Layout;
 use shared::page::Listing;
 use shared::page::PostForm;
-use shared::page::STEPS;
-use shared::page::Step;
+use shared::posting;
 use shared::push::EncodeOnce;
 use shared::push::Sockets;
+use shared::steps::STEPS;
+use shared::steps::Step;
 use store::AWAY;
 use store::Entry;
 use store::Refusal;
@@ -418,7 +419,7 @@ fn index(app: &App, layout: Layout, query: Option<&str>) -> Response {
 /// Every check comes before anything is stored, so a refused request
 /// changes nothing.
 async fn post_news(app: &App, layout: Layout, request: Request<Incoming>) -> Response {
-    let fields = match page::read_form(&layout, request, BODY_LIMIT).await {
+    let fields = match posting::read_form(&layout, request, BODY_LIMIT).await {
         Ok(fields) => fields,
         Err(refusal) => return refusal,
     };
@@ -467,7 +468,7 @@ async fn post_json(app: &App, request: Request<Incoming>) -> Response {
         .headers()
         .get(IDEMPOTENCY_KEY)
         .map(|key| key.to_str().unwrap_or_default().to_owned());
-    match http::read_json_post(request, BODY_LIMIT).await {
+    match posting::read_json(request, BODY_LIMIT).await {
         Ok(_) if key.as_deref().is_some_and(|key| !is_post_key(key)) => {
             http::json_error(StatusCode::BAD_REQUEST, KEY_RULE)
         }

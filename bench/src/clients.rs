@@ -98,7 +98,7 @@ impl Era {
         self.step().number
     }
 
-    fn step(self) -> &'static shared::page::Step {
+    fn step(self) -> &'static shared::steps::Step {
         match self {
             Era::XhrPolling => xhr_polling::STEP,
             Era::LongPolling => long_polling::STEP,

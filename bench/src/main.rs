@@ -68,7 +68,7 @@ use clap::Parser;
 use clap::Subcommand;
 use shared::Feed;
 use shared::Shutdown;
-use shared::page::Step;
+use shared::steps::Step;
 use tokio::net::TcpListener;
 
 use crate::clients::Era;

@@ -8,7 +8,7 @@ use tokio::net::TcpListener;
 
 use crate::feed::DEFAULT_CAPACITY;
 use crate::flood::DEFAULT_POSTS;
-use crate::page::Step;
+use crate::steps::Step;
 
 /// Where a step listens and how much history it keeps.
 #[derive(Debug, clap::Args)]

@@ -4,8 +4,8 @@
 //! The accept loop is the one from hyper's own examples: accept a TCP
 //! connection, wrap it in `TokioIo` (hyper speaks its own IO traits), spawn a
 //! task that serves HTTP/1.1 on it. On top of that: one log line per request,
-//! and a graceful shutdown that stops accepting, lets requests in flight
-//! finish for a moment, then closes what is left.
+//! and a graceful shutdown (see [`crate::shutdown`]) that stops accepting,
+//! lets requests in flight finish for a moment, then closes what is left.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -17,10 +17,8 @@ use std::time::Duration;
 use std::time::Instant;
 
 use bytes::Bytes;
-use http_body_util::BodyExt;
 use http_body_util::Either;
 use http_body_util::Full;
-use http_body_util::Limited;
 use hyper::HeaderMap;
 use hyper::Request;
 use hyper::StatusCode;
@@ -35,18 +33,14 @@ use hyper_util::rt::TokioTimer;
 use serde::Serialize;
 use tokio::net::TcpListener;
 use tokio::net::TcpStream;
-use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tracing::Instrument;
 
-use crate::flood;
 use crate::flood::Client;
 use crate::flood::PostLimit;
 use crate::hosts;
 use crate::hosts::OwnHosts;
-use crate::news;
-use crate::news::NewPost;
-use crate::news::PostRequest;
+use crate::shutdown::Shutdown;
 use crate::stream::Hangup;
 use crate::stream::Streaming;
 
@@ -63,70 +57,6 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
 /// keep-alive connections that sit idle that long, and stops a client that
 /// opens a connection and sends nothing from holding it forever.
 const HEADER_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// A signal that the server is stopping. Clones share the signal: the
-/// accept loop, every connection, every long poll and every socket can wait
-/// on it.
-#[derive(Clone, Debug)]
-pub struct Shutdown {
-    signal: Arc<watch::Sender<bool>>,
-}
-
-impl Default for Shutdown {
-    fn default() -> Self {
-        Shutdown::new()
-    }
-}
-
-impl Shutdown {
-    /// A signal that fires only when [`Shutdown::trigger`] is called.
-    pub fn new() -> Shutdown {
-        Shutdown {
-            signal: Arc::new(watch::Sender::new(false)),
-        }
-    }
-
-    /// A signal that fires on Ctrl-C (SIGINT), or on SIGTERM, which is how
-    /// `kill`, systemd and container runtimes ask a server to stop.
-    pub fn on_ctrl_c() -> Shutdown {
-        let shutdown = Shutdown::new();
-        let trigger = shutdown.clone();
-        tokio::spawn(async move {
-            #[cfg(unix)]
-            let terminate = async {
-                use tokio::signal::unix::SignalKind;
-                match tokio::signal::unix::signal(SignalKind::terminate()) {
-                    Ok(mut signal) => signal.recv().await,
-                    Err(_) => std::future::pending().await,
-                }
-            };
-            #[cfg(not(unix))]
-            let terminate = std::future::pending::<Option<()>>();
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => tracing::info!("Ctrl-C: shutting down"),
-                _ = terminate => tracing::info!("SIGTERM: shutting down"),
-            }
-            trigger.trigger();
-        });
-        shutdown
-    }
-
-    /// Starts the shutdown; calling it again does nothing.
-    pub fn trigger(&self) {
-        self.signal.send_replace(true);
-    }
-
-    pub fn is_triggered(&self) -> bool {
-        *self.signal.borrow()
-    }
-
-    /// Resolves once the shutdown has started (at once if it already has).
-    pub async fn wait(&self) {
-        let mut receiver = self.signal.subscribe();
-        // The sender lives in `self`, so the channel cannot close under us.
-        let _ = receiver.wait_for(|&stopping| stopping).await;
-    }
-}
 
 /// Serves HTTP/1.1 on `listener` with `handler` until `shutdown` fires.
 ///
@@ -304,60 +234,6 @@ fn log_connection_error(peer: SocketAddr, error: &hyper::Error) {
     }
 }
 
-/// Why a request body could not be read.
-#[derive(Debug, PartialEq, Eq)]
-pub enum BodyError {
-    /// Larger than the limit: answer 413 Payload Too Large.
-    TooLarge,
-    /// The client hung up or sent a broken body: answer 400 (if anyone is
-    /// still listening).
-    Broken,
-    /// The body did not arrive within [`BODY_TIMEOUT`]: answer 408 and
-    /// close the connection.
-    TooSlow,
-}
-
-/// How long a client may take to send a request's body, once its headers
-/// are in. The largest post is a few dozen KiB, which any client sends in
-/// well under a second; one that announces `Content-Length: 100` and sends
-/// 10 bytes, or trickles a byte a second, would otherwise hold its
-/// connection (and one of the process's file descriptors) forever, and a
-/// thousand of them would lock everyone else out.
-pub const BODY_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// Reads a whole request body, refusing it as soon as it grows past `limit`
-/// bytes. A `Content-Length` over the limit is refused before reading a
-/// byte.
-pub async fn read_body(request: Request<Incoming>, limit: usize) -> Result<Bytes, BodyError> {
-    let declared = request
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|value| value.to_str().ok()?.parse::<u64>().ok());
-    if declared.is_some_and(|length| length > limit as u64) {
-        return Err(BodyError::TooLarge);
-    }
-    let reading = Limited::new(request.into_body(), limit).collect();
-    match tokio::time::timeout(BODY_TIMEOUT, reading).await {
-        Err(_) => Err(BodyError::TooSlow),
-        Ok(Ok(collected)) => Ok(collected.to_bytes()),
-        Ok(Err(error)) if error.is::<http_body_util::LengthLimitError>() => {
-            Err(BodyError::TooLarge)
-        }
-        Ok(Err(_)) => Err(BodyError::Broken),
-    }
-}
-
-/// `408 Request Timeout` for a body that took too long, with `Connection:
-/// close`: what is left of that body will not be read, so the connection
-/// cannot carry another request.
-pub fn too_slow(response: Response) -> Response {
-    with_header(response, header::CONNECTION, "close")
-}
-
-/// What a client whose body took too long reads.
-pub const TOO_SLOW: &str =
-    "The post took more than 10 seconds to arrive; nothing was stored. Try again.";
-
 /// Is this request allowed to change something here?
 ///
 /// Browsers send `Origin` with every POST and every WebSocket handshake,
@@ -451,71 +327,6 @@ pub fn json(status: StatusCode, value: &impl Serialize) -> Response {
 /// `{"error": "..."}` with a status: what JSON clients get for a bad request.
 pub fn json_error(status: StatusCode, message: &str) -> Response {
     json(status, &serde_json::json!({ "error": message }))
-}
-
-/// Reads a post that a page's script sent as JSON
-/// (`{"title":"...","body":"..."}`) and validates it: the post to store,
-/// or the answer that refuses it. `403` when it came from another site's
-/// page, `429` when its client posts too fast, `413` over `limit` bytes,
-/// `408` for a body that takes more than [`BODY_TIMEOUT`] to arrive, `400` for a body that broke off or is
-/// not that JSON, `422` with `{"errors":{"title":"..."}}` for a post that
-/// breaks the rules. A refused post stores nothing.
-pub async fn read_json_post(request: Request<Incoming>, limit: usize) -> Result<NewPost, Response> {
-    if !same_origin(request.headers()) {
-        let message = foreign_origin_message(request.headers(), "This request");
-        return Err(json_error(StatusCode::FORBIDDEN, &message));
-    }
-    // Taken before the body is read: `read_body` consumes the request.
-    let poster = flood::Poster::of(request.extensions());
-    let body = match read_body(request, limit).await {
-        Ok(body) => body,
-        Err(BodyError::TooLarge) => {
-            let message = format!(
-                "That post is larger than {} KiB; nothing was stored.",
-                limit / 1024
-            );
-            return Err(json_error(StatusCode::PAYLOAD_TOO_LARGE, &message));
-        }
-        Err(BodyError::Broken) => {
-            let message = "The post did not arrive whole; nothing was stored.";
-            return Err(json_error(StatusCode::BAD_REQUEST, message));
-        }
-        Err(BodyError::TooSlow) => {
-            return Err(too_slow(json_error(StatusCode::REQUEST_TIMEOUT, TOO_SLOW)));
-        }
-    };
-    // Only a post that arrived whole counts against its client.
-    if let Err(refusal) = poster.admit() {
-        return Err(too_many_posts(
-            json_error(StatusCode::TOO_MANY_REQUESTS, &refusal.message),
-            &refusal,
-        ));
-    }
-    let post: PostRequest = match serde_json::from_slice(&body) {
-        Ok(post) => post,
-        Err(error) => {
-            let message = format!(
-                "The body is not the JSON this server expects ({error}); nothing was stored."
-            );
-            return Err(json_error(StatusCode::BAD_REQUEST, &message));
-        }
-    };
-    news::validate(&post.title, &post.body).map_err(|errors| {
-        json(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            &serde_json::json!({ "errors": errors }),
-        )
-    })
-}
-
-/// Adds `Retry-After` to a `429 Too Many Requests`: when the client may
-/// post again.
-pub fn too_many_posts(response: Response, refusal: &flood::Refusal) -> Response {
-    with_header(
-        response,
-        header::RETRY_AFTER,
-        &refusal.retry_after.to_string(),
-    )
 }
 
 /// 303 See Other: "the answer is over there, go GET it". After a form

@@ -4,17 +4,19 @@
 //! - [`news`]: a news item, and the rules a new post must follow.
 //! - [`feed`]: the feed itself: bounded history, cursors, resets, waiting
 //!   for the next item (long polling) and push subscriptions (WebSocket).
-//! - [`http`]: the accept loop, graceful shutdown, body limits, the Origin
-//!   check, reading a post sent as JSON, response helpers and the one log
-//!   line per request.
+//! - [`http`]: the accept loop, the Origin check, response helpers and the
+//!   one log line per request.
+//! - [`shutdown`]: the signal that stops a server gracefully.
+//! - [`posting`]: reading a post, sent as a form or as JSON: body limits
+//!   and deadlines, and the answers that refuse one.
 //! - [`flood`]: how many posts one client may send (20 in 10 s), and the
 //!   `429` past that.
 //! - [`form`]: decoding `application/x-www-form-urlencoded`.
 //! - [`hosts`]: the names a server answers to (DNS rebinding), and
 //!   `--allowed-host` for tunnels and proxies.
-//! - [`page`]: the steps, the layout, the listing and the post form that
-//!   the shared templates (`shared/templates`) render, and reading a post
-//!   sent by that form.
+//! - [`steps`]: the steps, in order, and where each one listens.
+//! - [`page`]: the layout, the listing and the post form that the shared
+//!   templates (`shared/templates`) render.
 //! - [`push`]: encoding each pushed item once, and counting open sockets.
 //! - [`stream`]: an answer that never ends (server-sent events), and
 //!   hanging up on a client that stops reading it.
@@ -31,9 +33,12 @@ pub mod hosts;
 pub mod http;
 pub mod news;
 pub mod page;
+pub mod posting;
 pub mod push;
+pub mod shutdown;
+pub mod steps;
 pub mod stream;
 pub mod token;
 
 pub use feed::Feed;
-pub use http::Shutdown;
+pub use shutdown::Shutdown;

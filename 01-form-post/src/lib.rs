@@ -31,7 +31,6 @@ use hyper::Method;
 use hyper::Request;
 use hyper::StatusCode;
 use hyper::body::Incoming;
-use hyper::header;
 use shared::Feed;
 use shared::Shutdown;
 use shared::assets;
@@ -78,13 +77,13 @@ async fn route(app: App, request: Request<Incoming>) -> Response {
     match (request.method(), request.uri().path()) {
         (&Method::GET, "/") => index(&app, layout, request.uri().query()),
         (&Method::POST, "/news") => post_news(&app, layout, request).await,
-        (_, "/") => method_not_allowed(layout, "GET"),
-        (_, "/news") => method_not_allowed(layout, "POST"),
+        (_, "/") => page::method_not_allowed(layout, "GET"),
+        (_, "/news") => page::method_not_allowed(layout, "POST"),
         (&Method::GET, path) => match assets::get(path, request.headers()) {
             Some(asset) => asset,
-            None => not_found(layout, path),
+            None => page::not_found(layout, path),
         },
-        (_, path) => not_found(layout, path),
+        (_, path) => page::not_found(layout, path),
     }
 }
 
@@ -144,17 +143,4 @@ async fn post_news(app: &App, layout: Layout, request: Request<Incoming>) -> Res
             page::render(StatusCode::UNPROCESSABLE_ENTITY, &index)
         }
     }
-}
-
-/// 405: the path exists, the method does not. `Allow` says which one does.
-fn method_not_allowed(layout: Layout, allow: &str) -> Response {
-    let message = format!("This address only answers {allow}.");
-    let response = page::error(layout, StatusCode::METHOD_NOT_ALLOWED, &message);
-    http::with_header(response, header::ALLOW, allow)
-}
-
-/// 404, as a page with the navigation, so that nobody is stranded.
-fn not_found(layout: Layout, path: &str) -> Response {
-    let message = format!("There is no page at {path}.");
-    page::error(layout, StatusCode::NOT_FOUND, &message)
 }

@@ -113,13 +113,13 @@ async fn route(app: App, request: Request<Incoming>) -> Response {
             post_json(&app, request).await
         }
         (&Method::POST, "/news") => post_news(&app, layout, request).await,
-        (_, "/") => method_not_allowed(layout, "GET"),
-        (_, "/news") => method_not_allowed(layout, "GET, POST"),
+        (_, "/") => page::method_not_allowed(layout, "GET"),
+        (_, "/news") => page::method_not_allowed(layout, "GET, POST"),
         (&Method::GET, path) => match assets::get(path, request.headers()) {
             Some(asset) => asset,
-            None => not_found(layout, path),
+            None => page::not_found(layout, path),
         },
-        (_, path) => not_found(layout, path),
+        (_, path) => page::not_found(layout, path),
     }
 }
 
@@ -217,17 +217,4 @@ async fn post_json(app: &App, request: Request<Incoming>) -> Response {
         Ok(post) => http::json(StatusCode::CREATED, &app.feed.post(post)),
         Err(refusal) => refusal,
     }
-}
-
-/// 405: the path exists, the method does not. `Allow` says which one does.
-fn method_not_allowed(layout: Layout, allow: &str) -> Response {
-    let message = format!("This address only answers {allow}.");
-    let response = page::error(layout, StatusCode::METHOD_NOT_ALLOWED, &message);
-    http::with_header(response, header::ALLOW, allow)
-}
-
-/// 404, as a page with the navigation, so that nobody is stranded.
-fn not_found(layout: Layout, path: &str) -> Response {
-    let message = format!("There is no page at {path}.");
-    page::error(layout, StatusCode::NOT_FOUND, &message)
 }

@@ -243,6 +243,19 @@ pub fn error(layout: Layout, status: StatusCode, message: &str) -> Response {
     )
 }
 
+/// 405: the path exists, the method does not. `Allow` says which one does.
+pub fn method_not_allowed(layout: Layout, allow: &str) -> Response {
+    let message = format!("This address only answers {allow}.");
+    let response = error(layout, StatusCode::METHOD_NOT_ALLOWED, &message);
+    http::with_header(response, header::ALLOW, allow)
+}
+
+/// 404, as a page with the navigation, so that nobody is stranded.
+pub fn not_found(layout: Layout, path: &str) -> Response {
+    let message = format!("There is no page at {path}.");
+    error(layout, StatusCode::NOT_FOUND, &message)
+}
+
 #[cfg(test)]
 mod tests {
     use std::time::Duration;

@@ -1,5 +1,6 @@
-//! Runs step 01 on its own: `cargo run -p form-post`, then open
-//! http://127.0.0.1:3001/. `--help` lists the flags.
+//! Runs this step on its own (`cargo run -p` and the package name in
+//! `Cargo.toml`; its README says what else it needs), and prints where to
+//! open it. `--help` lists the flags.
 
 use std::process::ExitCode;
 
@@ -7,8 +8,12 @@ use clap::Parser;
 use shared::Feed;
 use shared::Shutdown;
 
-/// Step 01 · Form POST: the web before JavaScript.
+// The one line that differs between the steps' `main.rs` files.
+use form_post as step;
+
+/// One step of the realtime workshop, on its own.
 #[derive(Parser)]
+#[command(about = step::STEP.name, long_about = step::STEP.about)]
 struct Args {
     #[command(flatten)]
     server: shared::cli::Server,
@@ -20,9 +25,9 @@ async fn main() -> ExitCode {
     shared::cli::init_logging();
     shared::cli::report(
         async {
-            let listener = args.server.bind(form_post::STEP).await?;
+            let listener = args.server.bind(step::STEP).await?;
             let feed = Feed::new(args.server.history);
-            form_post::run(listener, feed, Shutdown::on_ctrl_c()).await
+            step::run(listener, feed, Shutdown::on_ctrl_c()).await
         }
         .await,
     )

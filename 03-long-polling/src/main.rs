@@ -1,5 +1,6 @@
-//! Runs step 03 on its own: `cargo run -p long-polling`, then open
-//! http://127.0.0.1:3003/. `--help` lists the flags.
+//! Runs this step on its own (`cargo run -p` and the package name in
+//! `Cargo.toml`; its README says what else it needs), and prints where to
+//! open it. `--help` lists the flags.
 
 use std::process::ExitCode;
 
@@ -7,13 +8,17 @@ use clap::Parser;
 use shared::Feed;
 use shared::Shutdown;
 
-/// Step 03 · Long polling: the server holds the question.
+// The one line that differs between the steps' `main.rs` files.
+use long_polling as step;
+
+/// One step of the realtime workshop, on its own.
 #[derive(Parser)]
+#[command(about = step::STEP.name, long_about = step::STEP.about)]
 struct Args {
     #[command(flatten)]
     server: shared::cli::Server,
     #[command(flatten)]
-    options: long_polling::Options,
+    options: step::Options,
 }
 
 #[tokio::main]
@@ -22,9 +27,9 @@ async fn main() -> ExitCode {
     shared::cli::init_logging();
     shared::cli::report(
         async {
-            let listener = args.server.bind(long_polling::STEP).await?;
+            let listener = args.server.bind(step::STEP).await?;
             let feed = Feed::new(args.server.history);
-            long_polling::run(listener, feed, args.options, Shutdown::on_ctrl_c()).await
+            step::run(listener, feed, args.options, Shutdown::on_ctrl_c()).await
         }
         .await,
     )

@@ -1,7 +1,6 @@
-//! Runs step 06 on its own: start Redis (`redis-server`), then
-//! `cargo run -p redis-rooms` and open http://127.0.0.1:3006/. A second
-//! server of the same rooms: `cargo run -p redis-rooms -- --port 3016`.
-//! `--help` lists the flags.
+//! Runs this step on its own (`cargo run -p` and the package name in
+//! `Cargo.toml`; its README says what else it needs), and prints where to
+//! open it. `--help` lists the flags.
 
 use std::process::ExitCode;
 
@@ -9,13 +8,17 @@ use clap::Parser;
 use shared::Feed;
 use shared::Shutdown;
 
-/// Step 06 · Redis: step 05's rooms, served by as many servers as you like.
+// The one line that differs between the steps' `main.rs` files.
+use redis_rooms as step;
+
+/// One step of the realtime workshop, on its own.
 #[derive(Parser)]
+#[command(about = step::STEP.name, long_about = step::STEP.about)]
 struct Args {
     #[command(flatten)]
     server: shared::cli::Server,
     #[command(flatten)]
-    options: redis_rooms::Options,
+    options: step::Options,
 }
 
 #[tokio::main]
@@ -24,9 +27,9 @@ async fn main() -> ExitCode {
     shared::cli::init_logging();
     shared::cli::report(
         async {
-            let listener = args.server.bind(redis_rooms::STEP).await?;
+            let listener = args.server.bind(step::STEP).await?;
             let feed = Feed::new(args.server.history);
-            redis_rooms::run(listener, feed, args.options, Shutdown::on_ctrl_c()).await
+            step::run(listener, feed, args.options, Shutdown::on_ctrl_c()).await
         }
         .await,
     )

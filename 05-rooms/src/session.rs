@@ -4,6 +4,7 @@
 
 use std::time::Instant;
 
+use bytes::Bytes;
 use futures_util::FutureExt;
 use futures_util::StreamExt;
 use hyper::Request;
@@ -102,13 +103,7 @@ async fn serve(app: &App, socket: &mut Socket, member: &mut Member) -> Ending {
                         Ok(replies) => replies,
                         Err(ending) => return ending,
                     },
-                    Ok(Message::Binary(bytes)) => vec![match member.awaiting.take() {
-                        Some(awaiting) => awaiting.complete(app, member.poster.client(), bytes),
-                        None => {
-                            let message = "A binary frame must follow a post that announces it as an attachment.";
-                            protocol::refusal(&Value::Null, message)
-                        }
-                    }],
+                    Ok(Message::Binary(bytes)) => vec![handle_binary(app, member, bytes)],
                     Ok(_) => continue,
                     Err(ending) => return ending,
                 };
@@ -159,6 +154,17 @@ fn handle_text(app: &App, member: &mut Member, text: &str) -> Result<Vec<Message
         }
     }
     Ok(replies)
+}
+
+/// A binary frame: the attachment of the post just before it, or an error.
+fn handle_binary(app: &App, member: &mut Member, bytes: Bytes) -> Message {
+    match member.awaiting.take() {
+        Some(awaiting) => awaiting.complete(app, member.poster.client(), bytes),
+        None => {
+            let message = "A binary frame must follow a post that announces it as an attachment.";
+            protocol::refusal(&Value::Null, message)
+        }
+    }
 }
 
 /// `{"type":"post","room":R,...}` → store it and say `posted`, or say what

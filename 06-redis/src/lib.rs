@@ -199,12 +199,7 @@ pub async fn run(
         sockets: Sockets::default(),
         shutdown: shutdown.clone(),
     };
-    // The three tasks that keep this server in step with Redis. Dropping
-    // the set when `run` ends stops them.
-    let mut tasks = JoinSet::new();
-    tasks.spawn(replica::read_rooms(rooms.clone(), shutdown.clone()).in_current_span());
-    tasks.spawn(presence::count_members(rooms.clone(), shutdown.clone()).in_current_span());
-    tasks.spawn(health::watch_redis(rooms.clone(), shutdown.clone()).in_current_span());
+    let _tasks = keep_in_step(&rooms, &shutdown);
     let sockets = app.sockets.clone();
     http::serve(listener, shutdown, move |request| {
         route(app.clone(), request)
@@ -219,6 +214,17 @@ pub async fn run(
         rooms.count(None).await;
     }
     Ok(())
+}
+
+/// The three tasks that keep this server in step with Redis: the reader,
+/// the presence count, and the watch on Redis itself. Dropping the set
+/// when `run` ends stops them.
+fn keep_in_step(rooms: &Arc<Rooms>, shutdown: &Shutdown) -> JoinSet<()> {
+    let mut tasks = JoinSet::new();
+    tasks.spawn(replica::read_rooms(rooms.clone(), shutdown.clone()).in_current_span());
+    tasks.spawn(presence::count_members(rooms.clone(), shutdown.clone()).in_current_span());
+    tasks.spawn(health::watch_redis(rooms.clone(), shutdown.clone()).in_current_span());
+    tasks
 }
 
 /// Does a Redis answer at `url`? If not, why and what to do, in one line

@@ -5,6 +5,7 @@
 
 use std::time::Instant;
 
+use bytes::Bytes;
 use futures_util::FutureExt;
 use futures_util::StreamExt;
 use hyper::Request;
@@ -116,13 +117,7 @@ async fn serve(
                         Ok(replies) => replies,
                         Err(ending) => return ending,
                     },
-                    Ok(Message::Binary(bytes)) => vec![match member.awaiting.take() {
-                        Some(awaiting) => awaiting.complete(app, member.poster.client(), bytes).await,
-                        None => {
-                            let message = "A binary frame must follow a post that announces it as an attachment.";
-                            protocol::refusal(&Value::Null, message)
-                        }
-                    }],
+                    Ok(Message::Binary(bytes)) => vec![handle_binary(app, member, bytes).await],
                     Ok(_) => continue,
                     Err(ending) => return ending,
                 };
@@ -178,6 +173,17 @@ async fn handle_text(app: &App, member: &mut Member, text: &str) -> Result<Vec<M
         }
     }
     Ok(replies)
+}
+
+/// A binary frame: the attachment of the post just before it, or an error.
+async fn handle_binary(app: &App, member: &mut Member, bytes: Bytes) -> Message {
+    match member.awaiting.take() {
+        Some(awaiting) => awaiting.complete(app, member.poster.client(), bytes).await,
+        None => {
+            let message = "A binary frame must follow a post that announces it as an attachment.";
+            protocol::refusal(&Value::Null, message)
+        }
+    }
 }
 
 /// `{"type":"post","room":R,...}` → store it and say `posted`, or say what

@@ -185,32 +185,7 @@ impl Store {
         let answer: Vec<String> = self
             .check(call.invoke_async(&mut commands).await)
             .map_err(|error| failed(&error, key))?;
-        match answer.as_slice() {
-            [posted, id, at] if posted == "posted" || posted == "again" => {
-                if posted == "again" {
-                    tracing::info!(
-                        "{room}: a post sent again with its key is item {id}, stored before"
-                    );
-                }
-                Ok(NewsItem {
-                    id: id.parse().map_err(|_| Refusal::Unknown {
-                        keyed: key.is_some(),
-                    })?,
-                    title: post.title.clone(),
-                    body: post.body.clone(),
-                    posted_at: micros(at),
-                })
-            }
-            [refused, why] if refused == "refused" && why == "rooms" => Err(Refusal::Rooms),
-            // An answer this server does not know (a newer post.lua?): say
-            // what it is, and that nobody can tell what became of the post.
-            other => {
-                tracing::error!(?other, "post.lua gave an answer this server does not know");
-                Err(Refusal::Unknown {
-                    keyed: key.is_some(),
-                })
-            }
-        }
+        answered(&answer, room, post, key)
     }
 
     /// The end of a room's history, oldest first, and the id this server's
@@ -281,4 +256,40 @@ pub fn how_to_start(url: &str) -> String {
         _ => 6379,
     };
     format!("start one with `redis-server --port {port}`")
+}
+
+/// What `post.lua` answered: the item stored (now, or the first time with
+/// this key), or why it was not.
+fn answered(
+    answer: &[String],
+    room: &str,
+    post: &NewPost,
+    key: Option<&str>,
+) -> Result<NewsItem, Refusal> {
+    match answer {
+        [posted, id, at] if posted == "posted" || posted == "again" => {
+            if posted == "again" {
+                tracing::info!(
+                    "{room}: a post sent again with its key is item {id}, stored before"
+                );
+            }
+            Ok(NewsItem {
+                id: id.parse().map_err(|_| Refusal::Unknown {
+                    keyed: key.is_some(),
+                })?,
+                title: post.title.clone(),
+                body: post.body.clone(),
+                posted_at: micros(at),
+            })
+        }
+        [refused, why] if refused == "refused" && why == "rooms" => Err(Refusal::Rooms),
+        // An answer this server does not know (a newer post.lua?): say
+        // what it is, and that nobody can tell what became of the post.
+        other => {
+            tracing::error!(?other, "post.lua gave an answer this server does not know");
+            Err(Refusal::Unknown {
+                keyed: key.is_some(),
+            })
+        }
+    }
 }

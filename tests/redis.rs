@@ -162,24 +162,6 @@ async fn the_page_renders_and_serves_its_client() {
     server.stop().await;
 }
 
-#[test]
-fn the_page_and_the_client_library_are_step_05s_byte_for_byte() {
-    // The protocol did not change, only where the rooms live: a change to
-    // step 05's page or client belongs in step 06 too.
-    assert_eq!(
-        include_str!("../06-redis/templates/index.html"),
-        include_str!("../05-rooms/templates/index.html")
-    );
-    assert_eq!(
-        include_str!("../06-redis/templates/admin.html"),
-        include_str!("../05-rooms/templates/admin.html")
-    );
-    assert_eq!(
-        include_str!("../06-redis/static/rooms.js"),
-        include_str!("../05-rooms/static/rooms.js")
-    );
-}
-
 #[tokio::test]
 async fn a_transcript_across_two_servers() {
     let Some(redis) = RedisServer::any() else {

@@ -202,6 +202,34 @@ async fn a_reconnect_resumes_with_exactly_the_missed_items() {
 }
 
 #[tokio::test]
+async fn a_snapshot_of_the_whole_history_of_the_largest_posts_arrives() {
+    // 200 posts as long as posts may be, in letters that take two bytes
+    // each: a page that was away for all of them gets them in one
+    // snapshot of about a megabyte, far more than a socket buffers for
+    // news. (Anyone may post them: it must not lock every page out.)
+    let server = start().await;
+    let body = "é".repeat(shared::news::BODY_MAX);
+    let posted: Vec<u64> = (0..200)
+        .map(|i| {
+            let post = NewPost {
+                title: format!("long {i}"),
+                body: body.clone(),
+            };
+            server.feed.post(post).id
+        })
+        .collect();
+    let mut socket = ws::connect(&server, "/ws?since=0").await;
+    let snapshot = ws::next_json(&mut socket).await;
+    assert_eq!(snapshot["type"], "snapshot");
+    assert_eq!(ids(&snapshot["items"]), posted);
+    // Without a cursor, the latest items, the same way.
+    let mut socket = ws::connect(&server, "/ws").await;
+    let snapshot = ws::next_json(&mut socket).await;
+    assert_eq!(snapshot["items"].as_array().unwrap().len(), 50);
+    server.stop().await;
+}
+
+#[tokio::test]
 async fn a_cursor_the_feed_cannot_vouch_for_resets() {
     let server = start_with(
         Feed::starting_at(5, 100, support::fixed_clock),

@@ -68,6 +68,7 @@ const BODY_LIMIT: usize = news::MAX_POST_BYTES;
 const JSON: &str = "application/json";
 
 /// The largest message a client may send: the same as a POST body.
+/// (`socket::config` gives it to tungstenite.)
 const MESSAGE_LIMIT: usize = BODY_LIMIT;
 
 /// What a workshop leader can tune in this step.

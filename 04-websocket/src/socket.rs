@@ -2,8 +2,9 @@
 //! writing with a deadline, the heartbeat, and the two ways a session ends
 //! (a close code that says why, and the closing handshake).
 //!
-//! Every socket of this step goes through these functions, whatever it
-//! carries: only its loop (see `session`) knows what the messages mean.
+//! Every socket goes through these functions, whatever it carries: only the
+//! loops that use them (`session.rs`, `echo.rs`, and from step 05 on
+//! `admin.rs`) know what the messages mean.
 
 use std::borrow::Cow;
 use std::future::Future;
@@ -30,6 +31,8 @@ use crate::MESSAGE_LIMIT;
 pub type Socket = WebSocketStream<TokioIo<Upgraded>>;
 
 /// The largest text message a client may send: the same as a POST body.
+/// (In 04 every message stops at `MESSAGE_LIMIT`, the same, already; from
+/// 05 on, binary frames may be larger.)
 pub const TEXT_LIMIT: usize = news::MAX_POST_BYTES;
 
 /// How often the server pings each socket unless `--ping-interval` says
@@ -64,13 +67,16 @@ impl Ending {
 /// reads into, even when nothing has come, which is each time the socket's
 /// loop turns: with 5,000 sockets, every item would clear 5,000 of those.
 /// Clients send short messages, so 256 bytes will do (a long message takes
-/// a few reads). Writes gather in a small buffer until a flush; incoming
+/// a few reads; an attachment of 256 KiB, from 05 on, a thousand). Writes
+/// gather in a small buffer until a flush. That buffer has no cap: a frame
+/// larger than the cap could not be sent at all, and the largest we send,
+/// a snapshot of the whole history, can be megabytes; what stops a client
+/// that does not read is the write deadline ([`in_time`]). Incoming
 /// messages are capped at [`MESSAGE_LIMIT`].
 pub fn config() -> WebSocketConfig {
     WebSocketConfig::default()
         .read_buffer_size(256)
         .write_buffer_size(8 * 1024)
-        .max_write_buffer_size(64 * 1024 + MESSAGE_LIMIT)
         .max_message_size(Some(MESSAGE_LIMIT))
         .max_frame_size(Some(MESSAGE_LIMIT))
 }
@@ -116,7 +122,7 @@ pub async fn send(socket: &mut Socket, message: Message) -> Result<(), Ending> {
 
 /// Sends `first`, then whatever `more` has ready at once, with one flush
 /// and one deadline for them all. This is tuning, not protocol (see the
-/// README's bench section): when 200 items arrive together, they leave as
+/// root README's bench section): when 200 items arrive together, they leave as
 /// a few large writes instead of 200 small ones.
 pub async fn send_burst<I>(
     socket: &mut Socket,

@@ -3,7 +3,8 @@
 //! A WebSocket starts life as an ordinary HTTP GET with a few extra
 //! headers; the server agrees with `101 Switching Protocols`, and from then
 //! on the same TCP connection carries WebSocket frames instead of HTTP.
-//! Everything a server must check before agreeing is here, in order.
+//! Every check the protocol asks of a server is here, in order; a step may
+//! add its own before it calls [`upgrade`] (05's admin token, say).
 
 use std::future::Future;
 
@@ -12,6 +13,7 @@ use hyper::Request;
 use hyper::StatusCode;
 use hyper::body::Incoming;
 use hyper::header;
+use hyper::header::HeaderValue;
 use hyper_util::rt::TokioIo;
 use shared::flood::Poster;
 use shared::http;
@@ -27,7 +29,7 @@ use crate::socket::Socket;
 /// `GET /ws` and its siblings: the handshake, then `session` on the socket.
 ///
 /// The browser sends an ordinary GET with a few extra headers (here, a
-/// page of step 04 on its default port):
+/// page of step 04; in later steps only the port differs):
 ///
 /// ```text
 /// GET /ws?since=41 HTTP/1.1
@@ -54,7 +56,8 @@ where
     // WebSocket: base64(SHA-1(key + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11")).
     // A plain HTTP server, or a cache replaying an old answer, could not
     // produce it.
-    let accept = derive_accept_key(request.headers()[header::SEC_WEBSOCKET_KEY].as_bytes());
+    let key = request.headers().get(header::SEC_WEBSOCKET_KEY);
+    let accept = derive_accept_key(key.map(HeaderValue::as_bytes).unwrap_or_default());
     // Posts over the socket count against the client's limit, together
     // with its HTTP posts and those of its other sockets.
     let poster = Poster::of(request.extensions());

@@ -12,8 +12,9 @@
 //! - [`protocol`]: 04's messages with a `room`, and `join`, `leave`,
 //!   `presence`; a `ref` on any message comes back on its answer.
 //! - [`rooms`]: named groups, each with its own feed, made on first use.
+//! - [`presence`]: who is in a room, counted and told to its members, and
+//!   a room's news and count as one stream for a socket.
 //! - [`member`]: one socket in many rooms; [`session`], its loop.
-//! - [`presence`]: who is in a room, counted and told to its members.
 //! - [`attachments`]: images as binary frames next to the JSON.
 //! - [`admin`]: a second namespace, behind a token.
 //!
@@ -76,6 +77,7 @@ const JSON: &str = "application/json";
 
 /// The largest message a client may send: an attachment's bytes. (Text
 /// messages stop at 26 KiB, as a POST body does.)
+/// (`socket::config` gives it to tungstenite.)
 const MESSAGE_LIMIT: usize = news::ATTACHMENT_LIMIT;
 
 /// What a workshop leader can tune in this step.

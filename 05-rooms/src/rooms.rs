@@ -31,7 +31,9 @@ use crate::protocol::RoomInfo;
 /// The room every socket starts in; its feed is the one the step was given.
 pub const GENERAL: &str = "general";
 
-/// Every room, by name.
+/// Every room, by name. (Its attachment fields are explained in
+/// `attachments.rs`, which adds the methods that use them; `activity` in
+/// `admin.rs`.)
 pub struct Rooms {
     pub by_name: Mutex<HashMap<Arc<str>, Arc<Room>>>,
     /// How many rooms may exist at once.

@@ -156,17 +156,6 @@ fn handle_text(app: &App, member: &mut Member, text: &str) -> Result<Vec<Message
     Ok(replies)
 }
 
-/// A binary frame: the attachment of the post just before it, or an error.
-fn handle_binary(app: &App, member: &mut Member, bytes: Bytes) -> Message {
-    match member.awaiting.take() {
-        Some(awaiting) => awaiting.complete(app, member.poster.client(), bytes),
-        None => {
-            let message = "A binary frame must follow a post that announces it as an attachment.";
-            protocol::refusal(&Value::Null, message)
-        }
-    }
-}
-
 /// `{"type":"post","room":R,...}` → store it and say `posted`, or say what
 /// is wrong; with an announced attachment, nothing until its bytes come.
 /// Past [`FLOOD_LIMIT`] posts in a row refused for coming too fast, the
@@ -213,4 +202,15 @@ fn handle_post(
         Err(refusal) => return Ok(Some(refusal)),
     }
     Ok(None)
+}
+
+/// A binary frame: the attachment of the post just before it, or an error.
+fn handle_binary(app: &App, member: &mut Member, bytes: Bytes) -> Message {
+    match member.awaiting.take() {
+        Some(awaiting) => awaiting.complete(app, member.poster.client(), bytes),
+        None => {
+            let message = "A binary frame must follow a post that announces it as an attachment.";
+            protocol::refusal(&Value::Null, message)
+        }
+    }
 }

@@ -186,14 +186,14 @@ fn activity_frames(activity: Activity) -> Vec<Message> {
 /// `{"type":"announce","ref":R,"title":...}` from an admin: post it to
 /// every room.
 async fn announce(app: &App, text: &str) -> Message {
-    let (reference, post) = match protocol::parse(text) {
-        Ok((reference, FromClient::Announce { post })) => (reference, post),
-        Ok((reference, _)) => {
-            let message =
-                "The admin namespace takes {\"type\":\"announce\",\"title\":...,\"body\":...}.";
-            return protocol::refusal(&reference, message);
-        }
+    let (reference, json) = match protocol::object(text) {
+        Ok(message) => message,
         Err(reply) => return reply,
+    };
+    let Ok(FromClient::Announce { post }) = serde_json::from_value(Value::Object(json)) else {
+        let message =
+            "The admin namespace takes {\"type\":\"announce\",\"title\":...,\"body\":...}.";
+        return protocol::refusal(&reference, message);
     };
     let post = match news::validate(&post.title, &post.body) {
         Ok(post) => post,

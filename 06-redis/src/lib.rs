@@ -9,8 +9,8 @@
 //! stream its sockets follow). This is step 05, page and protocol unchanged
 //! but for one answer (a post's `"outcome"` may be `"unknown"`), with its
 //! rooms moved into Redis. Read it in this order (05's `handshake`,
-//! `socket` and `echo` come over unchanged; `member` and `protocol` change
-//! by a few lines):
+//! `socket` and `echo` come over unchanged; `member` changes by a few
+//! lines, `protocol` gains the post's `key` and `outcome`):
 //!
 //! - this file: the URLs, and the tasks that keep this server in step.
 //! - [`store`]: everything said to Redis, and its keys; [`streams`], the
@@ -91,6 +91,7 @@ const JSON: &str = "application/json";
 
 /// The largest message a client may send: an attachment's bytes. (Text
 /// messages stop at 26 KiB, as a POST body does.)
+/// (`socket::config` gives it to tungstenite.)
 const MESSAGE_LIMIT: usize = news::ATTACHMENT_LIMIT;
 
 /// Where Redis listens unless `--redis` says otherwise.

@@ -25,6 +25,7 @@ use crate::presence::room_events;
 use crate::protocol;
 use crate::protocol::ToClient;
 use crate::rooms::CATCH_UP;
+use crate::rooms::GENERAL;
 use crate::rooms::Room;
 use crate::rooms::is_room_name;
 
@@ -64,7 +65,8 @@ impl Member {
         since: Option<u64>,
     ) -> Vec<Message> {
         let max = app.options.max_rooms_per_socket;
-        if self.joined.len() >= max && !self.joined.contains_key(name) {
+        // `general` is every socket's first room, whatever the limit.
+        if name != GENERAL && self.joined.len() >= max && !self.joined.contains_key(name) {
             let message = format!("A socket may be in at most {max} rooms.");
             return vec![protocol::refusal(reference, &message)];
         }

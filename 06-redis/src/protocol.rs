@@ -192,10 +192,7 @@ pub fn invalid(reference: &Value, errors: &FieldErrors) -> Message {
 /// carry one, and the answer carries it back, even when the rest of the
 /// message is not understood.)
 pub fn parse(text: &str) -> Result<(Value, FromClient), Message> {
-    let Ok(json) = serde_json::from_str::<Map<String, Value>>(text) else {
-        return Err(refusal(&Value::Null, "That message is not a JSON object."));
-    };
-    let reference = json.get("ref").cloned().unwrap_or(Value::Null);
+    let (reference, json) = object(text)?;
     match serde_json::from_value::<FromClient>(Value::Object(json)) {
         Ok(message) => Ok((reference, message)),
         Err(error) => {
@@ -203,6 +200,16 @@ pub fn parse(text: &str) -> Result<(Value, FromClient), Message> {
             Err(refusal(&reference, &message))
         }
     }
+}
+
+/// A text frame as a JSON object, and its `ref`; or the `error` for text
+/// that is not one.
+pub fn object(text: &str) -> Result<(Value, Map<String, Value>), Message> {
+    let Ok(json) = serde_json::from_str::<Map<String, Value>>(text) else {
+        return Err(refusal(&Value::Null, "That message is not a JSON object."));
+    };
+    let reference = json.get("ref").cloned().unwrap_or(Value::Null);
+    Ok((reference, json))
 }
 
 /// `^[A-Za-z0-9_-]{1,64}$`: a post's key, as a page makes it (random hex,

@@ -44,7 +44,7 @@ pub async fn read_rooms(rooms: Arc<Rooms>, shutdown: Shutdown) {
                 }
             }
             // Redis went away (the store says so to everyone, and
-            // `watch_redis` waits for it); or it refused the read, which
+            // `health::watch_redis` waits for it); or it refused the read, which
             // would be a bug: either way, not in a tight loop.
             Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
         }

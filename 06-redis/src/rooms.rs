@@ -42,7 +42,8 @@ pub const GENERAL: &str = "general";
 /// for a cursor that another server handed out a moment ago.
 pub const CATCH_UP: Duration = Duration::from_secs(2);
 
-/// Every room this server follows, by name.
+/// Every room this server follows, by name. (More of its methods are in
+/// `attachments.rs`, `presence.rs`; `activity` is explained in `admin.rs`.)
 pub struct Rooms {
     pub by_name: Mutex<HashMap<Arc<str>, Arc<Room>>>,
     /// How many rooms this server may follow at once.
@@ -56,7 +57,7 @@ pub struct Rooms {
     /// The admin sockets open here. While there is one, this server follows
     /// every room that has news, so that the admins see them all.
     pub admins: Sockets,
-    /// Wakes [`count_members`] when a socket leaves a room.
+    /// Wakes [`crate::presence::count_members`] when a socket leaves a room.
     pub left: Notify,
     /// What each client uploaded lately: since when, and how many bytes.
     pub uploads: Mutex<HashMap<IpAddr, (Instant, usize)>>,

@@ -1,5 +1,7 @@
-//! Everything step 06 says to Redis, in one place: where the rooms live now
-//! that more than one server serves them.
+//! What step 06 says to Redis, where the rooms live now that more than one
+//! server serves them: its keys, posting, loading a room, presence. Reading
+//! the rooms' streams is in `streams.rs`; telling whether Redis answers, in
+//! `health.rs` (both add methods to [`Store`]).
 //!
 //! | Key (`--redis-prefix`, `workshop` by default) | Type | Holds |
 //! | --- | --- | --- |
@@ -49,7 +51,8 @@ use crate::refusal::failed;
 use crate::streams::Entry;
 use crate::streams::micros;
 
-/// Redis, as this server sees it. Shared by every task (`Arc`).
+/// Redis, as this server sees it. Shared by every task (`Arc`). Its
+/// methods are here, in `streams.rs` and in `health.rs`.
 pub struct Store {
     /// Opens the reader's connection.
     pub client: Client,
@@ -147,7 +150,7 @@ impl Store {
     /// Once this answers, the post is in Redis: that is when it may be
     /// acknowledged, and not a moment before.
     ///
-    /// With a `key` (one that `lib.rs` checked), a post already stored with
+    /// With a `key` (one that `protocol::is_post_key` passed), a post already stored with
     /// that key in the last five minutes is not stored again: the answer
     /// has the id and time of the one stored the first time.
     pub async fn post(

@@ -38,8 +38,8 @@ pub struct Entry {
 }
 
 impl Store {
-    /// A reader of streams, with a connection of its own (see the module
-    /// comment). One per server.
+    /// A reader of streams, with a connection of its own (see the header
+    /// of `store.rs`). One per server.
     pub fn reader(self: &Arc<Store>) -> Reader {
         Reader {
             store: self.clone(),

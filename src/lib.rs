@@ -9,8 +9,12 @@
 //! - [`serve`] runs the index and the steps until the shutdown signal, and
 //!   stops them all together (one failing stops the others).
 //!
+//! - [`check`] is `cargo run -- check NAME`: whether an exercise is done.
+//!
 //! `src/main.rs` reads the flags and calls both; the tests bind port 0 for
 //! each and call [`serve`] directly.
+
+pub mod check;
 
 use std::io;
 use std::net::SocketAddr;

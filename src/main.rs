@@ -5,6 +5,7 @@
 use std::process::ExitCode;
 
 use clap::Parser;
+use clap::Subcommand;
 use shared::Feed;
 use shared::Shutdown;
 use shared::feed::DEFAULT_CAPACITY;
@@ -13,7 +14,10 @@ use shared::steps::BASE_PORT;
 
 /// Every era of the real-time web, side by side.
 #[derive(Parser)]
+#[command(args_conflicts_with_subcommands = true)]
 struct Args {
+    #[command(subcommand)]
+    command: Option<Command>,
     /// The address every step listens on. Use 0.0.0.0 to let other
     /// machines in the room connect.
     #[arg(long, env = "HOST", default_value = "127.0.0.1")]
@@ -39,9 +43,19 @@ struct Args {
     allowed_host: Vec<String>,
 }
 
+#[derive(Subcommand)]
+enum Command {
+    /// Checks a workshop exercise: `check 02-back-off`. `check --list`
+    /// lists them.
+    Check(workshop::check::Args),
+}
+
 #[tokio::main]
 async fn main() -> ExitCode {
     let args = Args::parse();
+    if let Some(Command::Check(check)) = args.command {
+        return workshop::check::main(check).await;
+    }
     shared::cli::init_logging();
     shared::flood::set_policy(args.post_limit);
     shared::hosts::allow(&args.allowed_host);

@@ -108,7 +108,7 @@ pub async fn retry_after() -> Checked {
     }
     step.stop().await;
     Ok(format!(
-        "refused with Retry-After: 5, the page asked again {waited:.1} s later, not before, \
+        "refused with Retry-After: 5, the page asked again {waited:.0} s later, not before, \
          and then got the news at once"
     ))
 }

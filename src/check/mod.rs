@@ -114,12 +114,12 @@ pub const EXERCISES: &[Exercise] = &[
         check: || Box::pin(step03::parked_count()),
     },
     Exercise {
-        name: "03b-spread-retry",
+        name: "03b-retry-after",
         step: "03b",
-        summary: "each stream gets a retry: of its own between 1 and 3 s, so that pages do not all come back at once",
-        minutes: 10,
-        browser: false,
-        check: || Box::pin(step03b::spread_retry()),
+        summary: "refused with 503 and Retry-After: 5, the page waits 5 s, though EventSource hides the answer",
+        minutes: 15,
+        browser: true,
+        check: || Box::pin(step03b::retry_after()),
     },
     Exercise {
         name: "03b-open-streams",

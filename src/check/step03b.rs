@@ -1,21 +1,103 @@
 //! The checks of step 03b's exercises: event streams read as EventSource
 //! reads them, field by field.
 
-use std::collections::BTreeSet;
 use std::time::Duration;
+
+use serde_json::Value;
+use tokio::time::Instant;
 
 use super::Checked;
 use super::Failure;
 use super::Running;
+use super::browser::Browser;
 use super::client;
 use super::unanswered;
+use super::within;
 use super::wrong;
 
-async fn start() -> Result<Running, Failure> {
+async fn start_with(options: server_sent_events::Options) -> Result<Running, Failure> {
     super::start(|listener, feed, shutdown| {
-        server_sent_events::run(listener, feed, Default::default(), shutdown)
+        server_sent_events::run(listener, feed, options, shutdown)
     })
     .await
+}
+
+async fn start() -> Result<Running, Failure> {
+    start_with(Default::default()).await
+}
+
+/// What `GET /stats` says about one of its counters.
+async fn stat(step: &Running, name: &str) -> Result<u64, Failure> {
+    let stats: Value = client()
+        .get(step.url("/stats"))
+        .send()
+        .await
+        .map_err(unanswered("GET /stats"))?
+        .json()
+        .await
+        .map_err(|error| Failure::Wrong(format!("GET /stats is not JSON any more: {error}")))?;
+    stats[name]
+        .as_u64()
+        .ok_or_else(|| Failure::Wrong(format!("GET /stats no longer counts {name:?}")))
+}
+
+/// `03b-retry-after`: refused with `503` and `Retry-After: 5`, the page
+/// waits 5 s before it tries again, instead of its backoff of about 1 s.
+pub async fn retry_after() -> Checked {
+    let browser = Browser::launch().await?;
+    let step = start_with(server_sent_events::Options { max_streams: 1 }).await?;
+    // Another client takes the one place: the page is refused.
+    let other = Stream::open(&step).await?;
+    browser.open(&step.url("/")).await?;
+    if !within(Duration::from_secs(5), async || {
+        stat(&step, "refused").await.is_ok_and(|refused| refused >= 1)
+    })
+    .await
+    {
+        return wrong("the page did not open its event stream within 5 s of loading");
+    }
+    let refused_at = Instant::now();
+    // Asking once more at once, to read the refusal, is fine; after that,
+    // nothing until Retry-After has passed. The backoff would try again
+    // after 0.5 to 1 s, then 1 to 2 s more.
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let at_once = stat(&step, "refused").await?;
+    tokio::time::sleep(Duration::from_millis(4_100)).await;
+    let refused = stat(&step, "refused").await? - at_once;
+    if refused > 0 {
+        return wrong(format!(
+            "the server answered 503 with Retry-After: 5, and the page tried again anyway: \
+             {refused} more refusals in the next 4 s"
+        ));
+    }
+
+    // The place is free again: the page's next try, 5 s after the
+    // refusal, gets its stream, and news reaches it at once.
+    drop(other);
+    if !within(Duration::from_secs(10), async || {
+        stat(&step, "streams").await.is_ok_and(|streams| streams == 1)
+    })
+    .await
+    {
+        return wrong(format!(
+            "the page did not try again {} s after it was refused with Retry-After: 5",
+            refused_at.elapsed().as_secs()
+        ));
+    }
+    let waited = refused_at.elapsed().as_secs_f64();
+    step.post("News after waiting");
+    if !within(Duration::from_secs(3), async || {
+        matches!(browser.shows("News after waiting").await, Ok(true))
+    })
+    .await
+    {
+        return wrong("after waiting, the page has its stream, but news does not show");
+    }
+    step.stop().await;
+    Ok(format!(
+        "refused with Retry-After: 5, the page tried again {waited:.0} s later, not before, \
+         and then got the news at once"
+    ))
 }
 
 /// One event of a stream: its fields (`retry`, `id`, `event`, `data`) as
@@ -95,52 +177,6 @@ impl Stream {
             }
         }
     }
-}
-
-/// `03b-spread-retry`: each stream's `retry:` is its own, between 1,000
-/// and 3,000 ms, so that pages cut off together come back spread out.
-pub async fn spread_retry() -> Checked {
-    let step = start().await?;
-    let mut retries = Vec::new();
-    let mut streams = Vec::new();
-    for _ in 0..20 {
-        let mut stream = Stream::open(&step).await?;
-        let first = stream.next(Duration::from_secs(5)).await?;
-        let retry = first.as_ref().and_then(|event| event.get("retry"));
-        let Some(retry) = retry.and_then(|retry| retry.parse::<u64>().ok()) else {
-            return wrong("a stream did not start with a retry: line (in milliseconds)");
-        };
-        retries.push(retry);
-        streams.push(stream);
-    }
-    if let Some(out) = retries.iter().find(|retry| !(1_000..=3_000).contains(*retry)) {
-        return wrong(format!(
-            "a stream said retry: {out}; keep every wait between 1000 and 3000 ms"
-        ));
-    }
-    let distinct: BTreeSet<_> = retries.iter().collect();
-    if distinct.len() < 5 {
-        let said: Vec<String> = distinct.iter().map(|retry| retry.to_string()).collect();
-        return wrong(format!(
-            "20 streams said only retry: {}: after a restart, their pages would all come back \
-             in the same instant",
-            said.join(", ")
-        ));
-    }
-    // And the streams still carry news.
-    step.post("Spread out");
-    let news = streams[0].next_named("news", Duration::from_secs(5)).await?;
-    if news.is_none() {
-        return wrong("after its retry: line, a stream no longer carries the news");
-    }
-    let (low, high) = (retries.iter().min(), retries.iter().max());
-    step.stop().await;
-    Ok(format!(
-        "20 streams said {} different retry: values, from {} to {} ms",
-        distinct.len(),
-        low.expect("20 values"),
-        high.expect("20 values")
-    ))
 }
 
 /// The number in `event: streams` / `data: {"open":N}`.

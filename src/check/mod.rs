@@ -122,12 +122,12 @@ pub const EXERCISES: &[Exercise] = &[
         check: || Box::pin(step03b::retry_after()),
     },
     Exercise {
-        name: "03b-open-streams",
+        name: "03b-close-when-hidden",
         step: "03b",
-        summary: "every stream gets `event: streams` with the number of open streams whenever it changes",
-        minutes: 25,
-        browser: false,
-        check: || Box::pin(step03b::open_streams()),
+        summary: "a tab in the background closes its stream, and reopens it from its cursor when it comes back",
+        minutes: 10,
+        browser: true,
+        check: || Box::pin(step03b::close_when_hidden()),
     },
 ];
 

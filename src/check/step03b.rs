@@ -1,5 +1,6 @@
-//! The checks of step 03b's exercises: event streams read as EventSource
-//! reads them, field by field.
+//! The checks of step 03b's exercises, on the page's script: the page runs
+//! in headless Chromium, and the step's `/stats` says how many streams
+//! are open and how many were refused.
 
 use std::time::Duration;
 
@@ -41,13 +42,80 @@ async fn stat(step: &Running, name: &str) -> Result<u64, Failure> {
         .ok_or_else(|| Failure::Wrong(format!("GET /stats no longer counts {name:?}")))
 }
 
+/// Makes the page believe its tab went to the background (`hidden`) or
+/// came back (`visible`), as switching tabs does.
+async fn set_visibility(browser: &Browser, state: &str) -> Result<(), Failure> {
+    let script = "const state = arguments[0]; \
+        Object.defineProperty(document, 'visibilityState', { configurable: true, get: () => state }); \
+        Object.defineProperty(document, 'hidden', { configurable: true, get: () => state === 'hidden' }); \
+        document.dispatchEvent(new Event('visibilitychange'));";
+    browser.run(script, Value::from(state)).await.map(drop)
+}
+
+/// `03b-close-when-hidden`: a tab in the background closes its stream
+/// (each holds one of the browser's six connections to the server), and
+/// back in front it opens one again, and shows what it missed.
+pub async fn close_when_hidden() -> Checked {
+    let browser = Browser::launch().await?;
+    let step = start().await?;
+    browser.open(&step.url("/")).await?;
+    let streams = async |expected: u64| {
+        within(Duration::from_secs(3), async || {
+            stat(&step, "streams").await.is_ok_and(|open| open == expected)
+        })
+        .await
+    };
+    if !streams(1).await {
+        return wrong("the page did not open its event stream within 3 s of loading");
+    }
+    set_visibility(&browser, "hidden").await?;
+    if !streams(0).await {
+        return wrong(
+            "the tab went to the background and its stream stayed open 3 s later: it still \
+             holds a connection nobody looks at",
+        );
+    }
+    step.post("News while away");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    set_visibility(&browser, "visible").await?;
+    if !streams(1).await {
+        return wrong("the tab came back and the page did not open its stream again within 3 s");
+    }
+    if !within(Duration::from_secs(3), async || {
+        matches!(browser.shows("News while away").await, Ok(true))
+    })
+    .await
+    {
+        return wrong(
+            "back in front, the page does not show what was posted while it was away: \
+             open the stream from the page's cursor (?since=)",
+        );
+    }
+    step.post("News once back");
+    if !within(Duration::from_secs(3), async || {
+        matches!(browser.shows("News once back").await, Ok(true))
+    })
+    .await
+    {
+        return wrong("back in front, news posted now does not show");
+    }
+    step.stop().await;
+    Ok("hidden, the page closed its stream; back in front, it opened one and showed what \
+        came meanwhile, then the news as it came"
+        .into())
+}
+
 /// `03b-retry-after`: refused with `503` and `Retry-After: 5`, the page
 /// waits 5 s before it tries again, instead of its backoff of about 1 s.
 pub async fn retry_after() -> Checked {
     let browser = Browser::launch().await?;
     let step = start_with(server_sent_events::Options { max_streams: 1 }).await?;
     // Another client takes the one place: the page is refused.
-    let other = Stream::open(&step).await?;
+    let other = client()
+        .get(step.url("/events"))
+        .send()
+        .await
+        .map_err(unanswered("GET /events"))?;
     browser.open(&step.url("/")).await?;
     if !within(Duration::from_secs(5), async || {
         stat(&step, "refused").await.is_ok_and(|refused| refused >= 1)
@@ -98,139 +166,4 @@ pub async fn retry_after() -> Checked {
         "refused with Retry-After: 5, the page tried again {waited:.0} s later, not before, \
          and then got the news at once"
     ))
-}
-
-/// One event of a stream: its fields (`retry`, `id`, `event`, `data`) as
-/// they came, comments left out.
-#[derive(Debug, Default)]
-struct Event {
-    fields: Vec<(String, String)>,
-}
-
-impl Event {
-    fn get(&self, name: &str) -> Option<&str> {
-        let mut found = self.fields.iter().filter(|(field, _)| field == name);
-        found.next().map(|(_, value)| value.as_str())
-    }
-}
-
-/// An open `GET /events`, read event by event.
-struct Stream {
-    response: reqwest::Response,
-    /// What came and is not a whole event yet.
-    buffer: String,
-}
-
-impl Stream {
-    async fn open(step: &Running) -> Result<Stream, Failure> {
-        let response = client()
-            .get(step.url("/events"))
-            .send()
-            .await
-            .map_err(unanswered("GET /events"))?;
-        if !response.status().is_success() {
-            return wrong(format!("GET /events answered {}", response.status()));
-        }
-        Ok(Stream {
-            response,
-            buffer: String::new(),
-        })
-    }
-
-    /// The next event (a blank line ends one), or `None` after `limit`.
-    async fn next(&mut self, limit: Duration) -> Result<Option<Event>, Failure> {
-        let deadline = tokio::time::Instant::now() + limit;
-        loop {
-            while let Some(end) = self.buffer.find("\n\n") {
-                let block: String = self.buffer.drain(..end + 2).collect();
-                let fields: Vec<(String, String)> = block
-                    .lines()
-                    .filter(|line| !line.is_empty() && !line.starts_with(':'))
-                    .map(|line| {
-                        let (name, value) = line.split_once(':').unwrap_or((line, ""));
-                        (name.to_owned(), value.trim_start().to_owned())
-                    })
-                    .collect();
-                if !fields.is_empty() {
-                    return Ok(Some(Event { fields }));
-                }
-            }
-            let chunk = tokio::time::timeout_at(deadline, self.response.chunk()).await;
-            match chunk {
-                Err(_) => return Ok(None),
-                Ok(Ok(Some(bytes))) => self.buffer.push_str(&String::from_utf8_lossy(&bytes)),
-                Ok(Ok(None)) => return wrong("the event stream ended"),
-                Ok(Err(error)) => return wrong(format!("the event stream broke off: {error}")),
-            }
-        }
-    }
-
-    /// The next event named `name`, skipping others, within `limit`.
-    async fn next_named(&mut self, name: &str, limit: Duration) -> Result<Option<Event>, Failure> {
-        let deadline = tokio::time::Instant::now() + limit;
-        loop {
-            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-            match self.next(left).await? {
-                Some(event) if event.get("event") == Some(name) => return Ok(Some(event)),
-                Some(_) => continue,
-                None => return Ok(None),
-            }
-        }
-    }
-}
-
-/// The number in `event: streams` / `data: {"open":N}`.
-fn open_count(event: &Event) -> Option<u64> {
-    let data: serde_json::Value = serde_json::from_str(event.get("data")?).ok()?;
-    data["open"].as_u64()
-}
-
-/// `03b-open-streams`: whenever a stream opens or ends, every open stream
-/// gets `event: streams` with `data: {"open":N}`, and no `id:`.
-pub async fn open_streams() -> Checked {
-    let step = start().await?;
-    let limit = Duration::from_secs(3);
-    let mut first = Stream::open(&step).await?;
-    let second = Stream::open(&step).await?;
-
-    let told = |event: Option<Event>, expected: u64, what: &str| -> Result<(), Failure> {
-        let Some(event) = event else {
-            return wrong(format!(
-                "{what}, and the first stream got no `event: streams` within {} s",
-                limit.as_secs()
-            ));
-        };
-        if event.get("id").is_some() {
-            return wrong(
-                "an `event: streams` carries an id: line; the browser would send it back as \
-                 Last-Event-ID and resume from a count, not from an item",
-            );
-        }
-        match open_count(&event) {
-            Some(open) if open == expected => Ok(()),
-            Some(open) => wrong(format!(
-                "{what}, and the first stream was told {{\"open\":{open}}}; {expected} are open"
-            )),
-            None => wrong(format!(
-                "an `event: streams` says {:?}; it should say {{\"open\":{expected}}}",
-                event.get("data").unwrap_or_default()
-            )),
-        }
-    };
-    // The count may come once per change, or also when a stream opens:
-    // the first stream's latest word after the second opened must be 2.
-    let mut latest = None;
-    while let Some(event) = first.next_named("streams", limit).await? {
-        let done = open_count(&event) == Some(2);
-        latest = Some(event);
-        if done {
-            break;
-        }
-    }
-    told(latest, 2, "a second stream opened")?;
-    drop(second);
-    let event = first.next_named("streams", limit).await?;
-    told(event, 1, "the second stream ended")?;
-    step.stop().await;
-    Ok("a second stream opened: the first was told {\"open\":2}; it ended: {\"open\":1}".into())
 }

@@ -12,6 +12,8 @@
 //! - [`EXERCISES`] lists them all, in the order of the workshop;
 //!   `cargo run -- check --list` prints it.
 //! - `step01.rs` .. `step03b.rs`: the checks of each step's exercises.
+//! - `ready.rs`: `cargo run -- check --ready`, whether this machine is
+//!   ready for the workshop (ports, a step, Chromium, Redis).
 //! - `browser.rs`: headless Chromium over WebDriver, for the checks that
 //!   need a page's script to run.
 //!
@@ -19,6 +21,7 @@
 //! proves for each that its check fails without it and passes with it.
 
 mod browser;
+mod ready;
 mod step01;
 mod step02;
 mod step03;
@@ -45,6 +48,9 @@ pub struct Args {
     /// Lists every exercise, with its step and what it asks.
     #[arg(long)]
     list: bool,
+    /// Checks that this machine is ready for the workshop instead.
+    #[arg(long, conflicts_with = "list")]
+    ready: bool,
 }
 
 /// One exercise, and how to check it.
@@ -114,20 +120,20 @@ pub const EXERCISES: &[Exercise] = &[
         check: || Box::pin(step03::parked_count()),
     },
     Exercise {
-        name: "03b-retry-after",
-        step: "03b",
-        summary: "refused with 503 and Retry-After: 5, the page waits 5 s, though EventSource hides the answer",
-        minutes: 15,
-        browser: true,
-        check: || Box::pin(step03b::retry_after()),
-    },
-    Exercise {
         name: "03b-close-when-hidden",
         step: "03b",
         summary: "a tab in the background closes its stream, and reopens it from its cursor when it comes back",
         minutes: 10,
         browser: true,
         check: || Box::pin(step03b::close_when_hidden()),
+    },
+    Exercise {
+        name: "03b-retry-after",
+        step: "03b",
+        summary: "refused with 503 and Retry-After: 5, the page waits 5 s, though EventSource hides the answer",
+        minutes: 15,
+        browser: true,
+        check: || Box::pin(step03b::retry_after()),
     },
 ];
 
@@ -153,6 +159,9 @@ pub async fn main(args: Args) -> ExitCode {
     if args.list {
         print_list();
         return ExitCode::SUCCESS;
+    }
+    if args.ready {
+        return ready::main().await;
     }
     let Some(name) = args.name else {
         print_list();

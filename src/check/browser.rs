@@ -194,7 +194,10 @@ fn find(variable: &str, names: &[&str]) -> Result<PathBuf, Failure> {
         let path = PathBuf::from(path);
         return match path.is_file() {
             true => Ok(path),
-            false => Err(missing(format!("{variable}={} does not exist", path.display()))),
+            false => Err(missing(format!(
+                "{variable}={} does not exist",
+                path.display()
+            ))),
         };
     }
     let path = env::var_os("PATH").unwrap_or_default();

@@ -55,7 +55,9 @@ pub async fn main() -> ExitCode {
     }
 
     if ready {
-        println!("\nReady. `cargo run` starts the workshop; `cargo run -- check --list` lists the exercises.");
+        println!(
+            "\nReady. `cargo run` starts the workshop; `cargo run -- check --list` lists the exercises."
+        );
         ExitCode::SUCCESS
     } else {
         println!("\nNot ready yet: see the FAIL lines above.");

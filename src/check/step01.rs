@@ -48,9 +48,11 @@ pub async fn stay_live() -> Checked {
         }
     }
     step.stop().await;
-    Ok("a post from /?refresh=5 comes back to /?refresh=5, from /?q=rust to /?q=rust, \
+    Ok(
+        "a post from /?refresh=5 comes back to /?refresh=5, from /?q=rust to /?q=rust, \
         and from anywhere else (no Referer, /news, another site) to /"
-        .into())
+            .into(),
+    )
 }
 
 /// Posts the form as a browser on `referer` would; where the 303 sends it.
@@ -124,10 +126,10 @@ pub async fn not_modified() -> Checked {
         ));
     }
     if new_etag.is_none() || new_etag.as_ref() == Some(&etag) {
-        return wrong(format!(
+        return wrong(
             "after a post, the page's ETag is the same as before (or gone): it must change with \
-             the feed, or the next Reload shows the old page again"
-        ));
+             the feed, or the next Reload shows the old page again",
+        );
     }
     step.stop().await;
     let shown = |tag: &header::HeaderValue| tag.to_str().unwrap_or("?").to_owned();

@@ -118,7 +118,10 @@ pub async fn only_while_visible() -> Checked {
     let before = browser.meter("requests").await?;
     set_visibility(&browser, "visible").await?;
     if !within(Duration::from_millis(1_000), async || {
-        browser.meter("requests").await.is_ok_and(|now| now > before)
+        browser
+            .meter("requests")
+            .await
+            .is_ok_and(|now| now > before)
     })
     .await
     {

@@ -64,7 +64,9 @@ pub async fn retry_after() -> Checked {
     }
     browser.open(&step.url("/")).await?;
     if !within(Duration::from_secs(5), async || {
-        stat(&step, "refused").await.is_ok_and(|refused| refused >= 1)
+        stat(&step, "refused")
+            .await
+            .is_ok_and(|refused| refused >= 1)
     })
     .await
     {
@@ -175,7 +177,10 @@ pub async fn parked_count() -> Checked {
     others[0].abort();
     let mut seen = None;
     let followed = within(Duration::from_secs(5), async || {
-        seen = parked_header(&step, "/news", None).await.ok().and_then(|(_, parked, _)| parked);
+        seen = parked_header(&step, "/news", None)
+            .await
+            .ok()
+            .and_then(|(_, parked, _)| parked);
         seen.as_deref() == Some("1")
     })
     .await;
@@ -197,7 +202,9 @@ pub async fn parked_count() -> Checked {
     }
     others[1].abort();
     step.stop().await;
-    Ok("with 2 questions waiting, both the 200 and the 304 said X-Parked: 2; one left, \
+    Ok(
+        "with 2 questions waiting, both the 200 and the 304 said X-Parked: 2; one left, \
         and the next answer said 1"
-        .into())
+            .into(),
+    )
 }

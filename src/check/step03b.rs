@@ -61,7 +61,9 @@ pub async fn close_when_hidden() -> Checked {
     browser.open(&step.url("/")).await?;
     let streams = async |expected: u64| {
         within(Duration::from_secs(3), async || {
-            stat(&step, "streams").await.is_ok_and(|open| open == expected)
+            stat(&step, "streams")
+                .await
+                .is_ok_and(|open| open == expected)
         })
         .await
     };
@@ -100,9 +102,11 @@ pub async fn close_when_hidden() -> Checked {
         return wrong("back in front, news posted now does not show");
     }
     step.stop().await;
-    Ok("hidden, the page closed its stream; back in front, it opened one and showed what \
+    Ok(
+        "hidden, the page closed its stream; back in front, it opened one and showed what \
         came meanwhile, then the news as it came"
-        .into())
+            .into(),
+    )
 }
 
 /// `03b-retry-after`: refused with `503` and `Retry-After: 5`, the page
@@ -118,7 +122,9 @@ pub async fn retry_after() -> Checked {
         .map_err(unanswered("GET /events"))?;
     browser.open(&step.url("/")).await?;
     if !within(Duration::from_secs(5), async || {
-        stat(&step, "refused").await.is_ok_and(|refused| refused >= 1)
+        stat(&step, "refused")
+            .await
+            .is_ok_and(|refused| refused >= 1)
     })
     .await
     {
@@ -143,7 +149,9 @@ pub async fn retry_after() -> Checked {
     // refusal, gets its stream, and news reaches it at once.
     drop(other);
     if !within(Duration::from_secs(10), async || {
-        stat(&step, "streams").await.is_ok_and(|streams| streams == 1)
+        stat(&step, "streams")
+            .await
+            .is_ok_and(|streams| streams == 1)
     })
     .await
     {

@@ -11,7 +11,7 @@
 //!
 //! - [`EXERCISES`] lists them all, in the order of the workshop;
 //!   `cargo run -- check --list` prints it.
-//! - `step01.rs` .. `step03b.rs`: the checks of each step's exercises.
+//! - `step01.rs` .. `step04.rs`: the checks of each step's exercises.
 //! - `ready.rs`: `cargo run -- check --ready`, whether this machine is
 //!   ready for the workshop (ports, a step, Chromium, Redis).
 //! - `browser.rs`: headless Chromium over WebDriver, for the checks that
@@ -26,6 +26,7 @@ mod step01;
 mod step02;
 mod step03;
 mod step03b;
+mod step04;
 
 use std::future::Future;
 use std::io;
@@ -134,6 +135,22 @@ pub const EXERCISES: &[Exercise] = &[
         minutes: 15,
         browser: true,
         check: || Box::pin(step03b::retry_after()),
+    },
+    Exercise {
+        name: "04-going-away",
+        step: "04",
+        summary: "closed with 1001 (the server is stopping), the page says the server is restarting",
+        minutes: 10,
+        browser: true,
+        check: || Box::pin(step04::going_away()),
+    },
+    Exercise {
+        name: "04-online",
+        step: "04",
+        summary: "every socket gets {\"type\":\"online\",\"count\":N} when a socket opens or closes",
+        minutes: 25,
+        browser: false,
+        check: || Box::pin(step04::online()),
     },
 ];
 

@@ -11,9 +11,10 @@
 //!
 //! - [`EXERCISES`] lists them all, in the order of the workshop;
 //!   `cargo run -- check --list` prints it.
-//! - `step01.rs` .. `step04.rs`: the checks of each step's exercises.
+//! - `step01.rs` .. `step05.rs`: the checks of each step's exercises.
 //! - `ready.rs`: `cargo run -- check --ready`, whether this machine is
 //!   ready for the workshop (ports, a step, Chromium, Redis).
+//! - `ws.rs`: a WebSocket client, as the pages of steps 04 and on.
 //! - `browser.rs`: headless Chromium over WebDriver, for the checks that
 //!   need a page's script to run.
 //!
@@ -27,6 +28,8 @@ mod step02;
 mod step03;
 mod step03b;
 mod step04;
+mod step05;
+mod ws;
 
 use std::future::Future;
 use std::io;
@@ -151,6 +154,14 @@ pub const EXERCISES: &[Exercise] = &[
         minutes: 25,
         browser: false,
         check: || Box::pin(step04::online()),
+    },
+    Exercise {
+        name: "05-my-rooms",
+        step: "05",
+        summary: "{\"type\":\"mine\",\"ref\":7} is answered with the rooms this socket is in, and the same ref",
+        minutes: 15,
+        browser: false,
+        check: || Box::pin(step05::my_rooms()),
     },
 ];
 

@@ -3,12 +3,7 @@
 
 use std::time::Duration;
 
-use futures_util::StreamExt;
 use serde_json::Value;
-use tokio::net::TcpStream;
-use tokio_tungstenite::WebSocketStream;
-use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
 use super::Checked;
 use super::Failure;
@@ -16,6 +11,8 @@ use super::Running;
 use super::browser::Browser;
 use super::within;
 use super::wrong;
+use super::ws::connect;
+use super::ws::next_of_type;
 
 async fn start() -> Result<Running, Failure> {
     super::start(|listener, feed, shutdown| {
@@ -24,62 +21,17 @@ async fn start() -> Result<Running, Failure> {
     .await
 }
 
-type Socket = WebSocketStream<TcpStream>;
-
-/// Opens `/ws` as the step's page does.
-async fn connect(step: &Running) -> Result<Socket, Failure> {
-    let mut request = step
-        .url("/ws")
-        .replacen("http", "ws", 1)
-        .into_client_request()
-        .expect("a valid WebSocket URL");
-    let origin = step.origin().parse().expect("an origin is a header value");
-    request.headers_mut().insert("origin", origin);
-    let stream = TcpStream::connect(step.addr)
-        .await
-        .map_err(|error| Failure::Wrong(format!("the step does not listen: {error}")))?;
-    match tokio_tungstenite::client_async(request, stream).await {
-        Ok((socket, _)) => Ok(socket),
-        Err(error) => wrong(format!("the WebSocket handshake on /ws failed: {error}")),
-    }
-}
-
-/// The next `{"type":"online"}` message within `limit`, skipping others;
-/// `None` if none came.
-async fn next_online(socket: &mut Socket, limit: Duration) -> Result<Option<Value>, Failure> {
-    let deadline = tokio::time::Instant::now() + limit;
-    loop {
-        let message = match tokio::time::timeout_at(deadline, socket.next()).await {
-            Err(_) => return Ok(None),
-            Ok(None) => return wrong("the socket was closed"),
-            Ok(Some(Err(error))) => return wrong(format!("the socket broke: {error}")),
-            Ok(Some(Ok(message))) => message,
-        };
-        let Message::Text(text) = message else {
-            continue;
-        };
-        let Ok(json) = serde_json::from_str::<Value>(&text) else {
-            return wrong(format!(
-                "the server sent a text frame that is not JSON: {text}"
-            ));
-        };
-        if json["type"] == "online" {
-            return Ok(Some(json));
-        }
-    }
-}
-
 /// `04-online`: when a socket opens or closes, every socket gets
 /// `{"type":"online","count":N}`.
 pub async fn online() -> Checked {
     let step = start().await?;
     let limit = Duration::from_secs(3);
-    let mut first = connect(&step).await?;
-    let second = connect(&step).await?;
+    let mut first = connect(&step, "/ws").await?;
+    let second = connect(&step, "/ws").await?;
     // The count may also come when a socket opens: the first socket's
     // latest word after the second opened must be 2.
     let mut latest = None;
-    while let Some(message) = next_online(&mut first, limit).await? {
+    while let Some(message) = next_of_type(&mut first, "online", limit).await? {
         let done = message["count"] == 2;
         latest = Some(message);
         if done {
@@ -102,7 +54,7 @@ pub async fn online() -> Checked {
         Some(_) => {}
     }
     drop(second);
-    match next_online(&mut first, limit).await? {
+    match next_of_type(&mut first, "online", limit).await? {
         Some(message) if message["count"] == 1 => {}
         Some(message) => {
             return wrong(format!(

@@ -163,6 +163,14 @@ pub const EXERCISES: &[Exercise] = &[
         browser: false,
         check: || Box::pin(step05::my_rooms()),
     },
+    Exercise {
+        name: "05-typing",
+        step: "05",
+        summary: "\"someone is typing\" reaches the room's other members at once, and is stored nowhere",
+        minutes: 25,
+        browser: false,
+        check: || Box::pin(step05::typing()),
+    },
 ];
 
 /// What a check found: `Ok` with what it saw when the exercise is done.

@@ -113,3 +113,69 @@ pub async fn my_rooms() -> Checked {
             .into(),
     )
 }
+
+/// `05-typing`: "someone is typing" reaches the room's other members at
+/// once, and is stored nowhere: a volatile message.
+pub async fn typing() -> Checked {
+    let step = start().await?;
+    let limit = Duration::from_secs(3);
+    let mut sockets = Vec::new();
+    for (name, room) in [("A", Some("rust")), ("B", Some("rust")), ("C", None)] {
+        let mut socket = connect(&step, "/ws").await?;
+        next_of_type(&mut socket, "joined", limit).await?;
+        if let Some(room) = room {
+            send(&mut socket, json!({ "type": "join", "ref": 1, "room": room })).await?;
+            if next_of_type(&mut socket, "joined", limit).await?.is_none() {
+                return wrong(format!("socket {name} could not join the room {room}"));
+            }
+        }
+        sockets.push(socket);
+    }
+    let [a, b, c] = &mut sockets[..] else {
+        unreachable!("three sockets")
+    };
+    send(a, json!({ "type": "typing", "room": "rust" })).await?;
+    match next_of_types(b, &["typing", "error"], limit).await? {
+        Some(typing) if typing["type"] == "typing" && typing["room"] == "rust" => {}
+        Some(other) => {
+            return wrong(format!(
+                "A said it is typing in rust, and B, in rust too, was told {other}"
+            ));
+        }
+        None => {
+            let said = next_of_types(a, &["error"], Duration::from_millis(200)).await?;
+            return wrong(format!(
+                "A said {{\"type\":\"typing\",\"room\":\"rust\"}}, and B, in rust too, heard \
+                 nothing within {} s{}",
+                limit.as_secs(),
+                said.map(|error| format!(" (A was told {error})"))
+                    .unwrap_or_default()
+            ));
+        }
+    }
+    let quiet = Duration::from_secs(1);
+    if let Some(typing) = next_of_type(c, "typing", quiet).await? {
+        return wrong(format!("C is not in rust, and was told {typing}"));
+    }
+    if let Some(typing) = next_of_type(a, "typing", quiet).await? {
+        return wrong(format!(
+            "A was told {typing} about its own typing: tell the others only"
+        ));
+    }
+    // Nothing of it was stored: a socket joining now finds no item.
+    let mut late = connect(&step, "/ws").await?;
+    next_of_type(&mut late, "joined", limit).await?;
+    send(&mut late, json!({ "type": "join", "ref": 2, "room": "rust", "since": 0 })).await?;
+    let joined = next_of_type(&mut late, "joined", limit).await?;
+    let items = joined.as_ref().and_then(|joined| joined["items"].as_array());
+    if items.is_some_and(|items| !items.is_empty()) {
+        return wrong(
+            "a socket that joined rust afterwards found items there: typing must not be \
+             stored in the room's feed",
+        );
+    }
+    step.stop().await;
+    Ok("A typed in rust: B (in rust) was told at once, C (elsewhere) and A itself were \
+        not, and nothing was stored"
+        .into())
+}

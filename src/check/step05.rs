@@ -124,7 +124,11 @@ pub async fn typing() -> Checked {
         let mut socket = connect(&step, "/ws").await?;
         next_of_type(&mut socket, "joined", limit).await?;
         if let Some(room) = room {
-            send(&mut socket, json!({ "type": "join", "ref": 1, "room": room })).await?;
+            send(
+                &mut socket,
+                json!({ "type": "join", "ref": 1, "room": room }),
+            )
+            .await?;
             if next_of_type(&mut socket, "joined", limit).await?.is_none() {
                 return wrong(format!("socket {name} could not join the room {room}"));
             }
@@ -165,9 +169,15 @@ pub async fn typing() -> Checked {
     // Nothing of it was stored: a socket joining now finds no item.
     let mut late = connect(&step, "/ws").await?;
     next_of_type(&mut late, "joined", limit).await?;
-    send(&mut late, json!({ "type": "join", "ref": 2, "room": "rust", "since": 0 })).await?;
+    send(
+        &mut late,
+        json!({ "type": "join", "ref": 2, "room": "rust", "since": 0 }),
+    )
+    .await?;
     let joined = next_of_type(&mut late, "joined", limit).await?;
-    let items = joined.as_ref().and_then(|joined| joined["items"].as_array());
+    let items = joined
+        .as_ref()
+        .and_then(|joined| joined["items"].as_array());
     if items.is_some_and(|items| !items.is_empty()) {
         return wrong(
             "a socket that joined rust afterwards found items there: typing must not be \
@@ -175,7 +185,9 @@ pub async fn typing() -> Checked {
         );
     }
     step.stop().await;
-    Ok("A typed in rust: B (in rust) was told at once, C (elsewhere) and A itself were \
+    Ok(
+        "A typed in rust: B (in rust) was told at once, C (elsewhere) and A itself were \
         not, and nothing was stored"
-        .into())
+            .into(),
+    )
 }

@@ -11,7 +11,7 @@
 //!
 //! - [`EXERCISES`] lists them all, in the order of the workshop;
 //!   `cargo run -- check --list` prints it.
-//! - `step01.rs` .. `step05.rs`: the checks of each step's exercises.
+//! - `step01.rs` .. `step06.rs`: the checks of each step's exercises.
 //! - `ready.rs`: `cargo run -- check --ready`, whether this machine is
 //!   ready for the workshop (ports, a step, Chromium, Redis).
 //! - `ws.rs`: a WebSocket client, as the pages of steps 04 and on.
@@ -29,6 +29,7 @@ mod step03;
 mod step03b;
 mod step04;
 mod step05;
+mod step06;
 mod ws;
 
 use std::future::Future;
@@ -170,6 +171,14 @@ pub const EXERCISES: &[Exercise] = &[
         minutes: 25,
         browser: false,
         check: || Box::pin(step05::typing()),
+    },
+    Exercise {
+        name: "06-key-reuse",
+        step: "06",
+        summary: "a post's key sent again with other words is refused, not answered with the first post's id",
+        minutes: 20,
+        browser: false,
+        check: || Box::pin(step06::key_reuse()),
     },
 ];
 

@@ -180,6 +180,14 @@ pub const EXERCISES: &[Exercise] = &[
         browser: false,
         check: || Box::pin(step06::key_reuse()),
     },
+    Exercise {
+        name: "06-rooms-list",
+        step: "06",
+        summary: "GET /rooms lists every room with news, on any server: Redis knows them all",
+        minutes: 10,
+        browser: false,
+        check: || Box::pin(step06::rooms_list()),
+    },
 ];
 
 /// What a check found: `Ok` with what it saw when the exercise is done.

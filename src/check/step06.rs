@@ -140,3 +140,57 @@ pub async fn key_reuse() -> Checked {
          key: {other}"
     ))
 }
+
+/// `06-rooms-list`: `GET /rooms` lists every room with news, wherever it
+/// was posted: asked on one server, it names a room posted on another.
+pub async fn rooms_list() -> Checked {
+    let redis = Redis::start().await?;
+    let first = start(&redis).await?;
+    let second = start(&redis).await?;
+    let mut socket = connect(&first, "/ws").await?;
+    let limit = Duration::from_secs(5);
+    next_of_type(&mut socket, "joined", limit).await?;
+    send(
+        &mut socket,
+        json!({ "type": "join", "ref": 1, "room": "rust" }),
+    )
+    .await?;
+    next_of_type(&mut socket, "joined", limit).await?;
+    for (reference, room) in [(2, "general"), (3, "rust")] {
+        let message = json!({
+            "type": "post", "ref": reference, "room": room,
+            "title": "Listed", "body": "Posted by the check.",
+        });
+        send(&mut socket, message).await?;
+        if next_of_type(&mut socket, "posted", limit).await?.is_none() {
+            return wrong(format!("a post in {room} was not answered posted"));
+        }
+    }
+    let response = super::client()
+        .get(second.url("/rooms"))
+        .send()
+        .await
+        .map_err(super::unanswered("GET /rooms"))?;
+    let status = response.status();
+    let answer: Option<Value> = response.json().await.ok();
+    let rooms = answer
+        .as_ref()
+        .and_then(|answer| answer["rooms"].as_array());
+    let Some(rooms) = rooms else {
+        return wrong(format!(
+            "GET /rooms on the second server answered {status} without a JSON \
+             {{\"rooms\":[...]}}"
+        ));
+    };
+    let mut rooms: Vec<&str> = rooms.iter().filter_map(Value::as_str).collect();
+    rooms.sort();
+    if rooms != ["general", "rust"] {
+        return wrong(format!(
+            "news was posted in general and rust on the first server, and GET /rooms on the \
+             second says {rooms:?}"
+        ));
+    }
+    first.stop().await;
+    second.stop().await;
+    Ok("posts in general and rust on one server; GET /rooms on the other: [general, rust]".into())
+}

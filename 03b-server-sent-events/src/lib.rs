@@ -2,64 +2,29 @@
 //!
 //! Long polling (step 03) gets news to the page at once, but each answer
 //! carries one batch and then ends, and the page must ask again: a whole
-//! request and answer, headers and all, per item and per client. Server-sent
-//! events (the `EventSource` of HTML5, in every browser since about 2010)
-//! change one thing: the answer does not end. The server sends the status
-//! and headers, then keeps writing into the body, one *event* per item, for
-//! as long as the page stays open. It is still plain HTTP, one way: the page
-//! posts with an ordinary request, as in step 03.
+//! request and answer per item and per client. Server-sent events (HTML5's
+//! `EventSource`, in every browser since about 2010) change one thing: the
+//! answer does not end. `GET /events` sends the status and headers, then
+//! keeps writing into the body, one *event* per item, for as long as the
+//! page stays open; when it breaks off, the browser reconnects by itself and
+//! says with `Last-Event-ID` where it stopped. Posting stays as in step 03.
 //!
-//! The API is step 03's, with one endpoint in place of the long poll:
-//!
-//! - `GET /events?since=ID` answers `200` with `Content-Type:
-//!   text/event-stream` and never finishes. It starts with `retry: 2000`
-//!   (how long the browser waits before reconnecting), then one event per
-//!   item after `ID`, then one per new item the moment it exists:
-//!
-//!   ```text
-//!   id: 42
-//!   event: news
-//!   data: {"id":42,"title":"...","body":"...","posted_at":"..."}
-//!
-//!   ```
-//!
-//!   A cursor the feed cannot vouch for gets `event: reset` with the latest
-//!   items instead (`{"items":[...],"cursor":N,"reset":true}`, as step 03
-//!   answers). After 15 s without news, a comment line (`: keep-alive`)
-//!   tells proxies and the browser that the connection is alive.
-//! - When the answer breaks off, the browser reconnects by itself to the
-//!   same address and sends `Last-Event-ID`, the `id:` of the last event it
-//!   got; the server resumes after it. That header wins over `?since=`,
-//!   which only said where the first connection started.
-//! - At most `--max-streams` streams (10,000 by default) are open at once;
-//!   past that the answer is `503 Service Unavailable` with `Retry-After`.
-//!   A client that stops reading is cut off after 10 s, and when the server
-//!   stops, every stream ends.
-//! - `GET /stats` tells how many streams are open and what they carried.
-//!
-//! Run it with `cargo run -p server-sent-events`, open
-//! http://127.0.0.1:3013/ in two tabs, and watch the Network tab: one
-//! `/events` request per tab that never completes, and its EventStream view
-//! listing each event as it arrives. The server's terminal logs each stream
-//! when it opens and when it ends.
+//! Run it with `cargo run -p server-sent-events`, open two tabs at
+//! http://127.0.0.1:3013/, and watch `/events` never complete in DevTools.
 
 use std::io;
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
-use std::sync::atomic::AtomicUsize;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
-use std::time::Instant;
 
 use askama::Template;
 use bytes::Bytes;
-use hyper::HeaderMap;
 use hyper::Method;
 use hyper::Request;
 use hyper::StatusCode;
 use hyper::body::Incoming;
 use hyper::header;
-use hyper::header::HeaderName;
 use serde::Serialize;
 use shared::Feed;
 use shared::Shutdown;
@@ -71,16 +36,16 @@ use shared::form::Fields;
 use shared::http;
 use shared::http::Response;
 use shared::news;
-use shared::news::NewsItem;
 use shared::page;
 use shared::page::Layout;
 use shared::page::Listing;
 use shared::page::PostForm;
 use shared::posting;
-use shared::push::EncodeOnce;
 use shared::steps::STEPS;
 use shared::steps::Step;
 use shared::stream;
+use shared::stream::Place;
+use shared::stream::Stopped;
 use shared::stream::Stream;
 use tokio::net::TcpListener;
 use tracing::Instrument;
@@ -97,21 +62,19 @@ const BODY_LIMIT: usize = news::MAX_POST_BYTES;
 /// What the page's script sends when it posts.
 const JSON: &str = "application/json";
 
-/// How long the browser waits before it reconnects, in milliseconds: the
-/// stream's first line, `retry: 2000`. Without it, browsers wait about 3 s.
+/// How long the browser waits before it reconnects when the answer ends, in
+/// milliseconds: the stream's first line. Without it, browsers wait ~3 s.
 pub const RETRY_MS: u64 = 2_000;
 
-/// How often a stream with nothing to say sends a comment. Proxies, load
-/// balancers and mobile networks cut connections that stay silent too long
-/// (often after 30 or 60 s); a comment every 15 s keeps this one busy.
+/// How often a quiet stream sends a comment: proxies, load balancers and
+/// mobile networks cut connections silent for too long (often 30 or 60 s).
 pub const KEEP_ALIVE: Duration = Duration::from_secs(15);
 
-/// How long one write may wait for a client that does not read before the
-/// server gives up on it.
+/// How long one write may wait for a client that stopped reading: past it,
+/// it is cut off, so that it holds bounded memory and never slows the others.
 const SEND_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// How many streams may be open at once unless `--max-streams` says
-/// otherwise.
+/// How many streams may be open at once unless `--max-streams` says so.
 pub const DEFAULT_MAX_STREAMS: usize = 10_000;
 
 /// What a workshop leader can tune in this step.
@@ -139,7 +102,7 @@ struct App {
     /// The streams open right now, and what they carried.
     stats: Arc<Stats>,
     /// Every `news` event, encoded once for all streams.
-    events: Arc<EncodeOnce<u64, Bytes>>,
+    events: stream::OncePerItem,
     /// Streams end when the server stops.
     shutdown: Shutdown,
 }
@@ -148,7 +111,7 @@ struct App {
 #[derive(Debug, Default, Serialize)]
 struct Stats {
     /// Event streams open right now.
-    streams: AtomicUsize,
+    streams: stream::Places,
     /// Events sent (news and resets), over all streams.
     events: AtomicU64,
     /// Keep-alive comments sent, over all streams.
@@ -157,30 +120,6 @@ struct Stats {
     refused: AtomicU64,
     /// Streams cut off because their client stopped reading.
     cut_off: AtomicU64,
-}
-
-/// An open stream's place. It is given back when the stream ends, however
-/// it ends: the task that writes the stream holds it.
-struct Open(Arc<Stats>);
-
-impl Stats {
-    /// Takes a place among the open streams, if one is free.
-    fn open(self: &Arc<Self>, max: usize) -> Option<Open> {
-        let taken = self
-            .streams
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |streams| {
-                (streams < max).then_some(streams + 1)
-            });
-        // `map`, not `then_some`: an `Open` made for a refused place would
-        // be dropped at once, and give back a place it never took.
-        taken.ok().map(|_| Open(self.clone()))
-    }
-}
-
-impl Drop for Open {
-    fn drop(&mut self) {
-        self.0.streams.fetch_sub(1, Ordering::AcqRel);
-    }
 }
 
 /// Serves this step on `listener` until `shutdown` fires.
@@ -195,9 +134,7 @@ pub async fn run(
         feed,
         options,
         stats,
-        // As many events as a stream may be behind the newest item: in a
-        // burst, the slowest stream still finds every event encoded.
-        events: Arc::new(EncodeOnce::new(shared::feed::PUSH_BUFFER)),
+        events: stream::OncePerItem::default(),
         shutdown: shutdown.clone(),
     };
     http::serve(listener, shutdown, move |request| {
@@ -250,7 +187,7 @@ fn index(app: &App, layout: Layout, query: Option<&str>) -> Response {
                 listing,
                 form: PostForm::default(),
                 keep_alive_s: KEEP_ALIVE.as_secs(),
-                streams: app.stats.streams.load(Ordering::Relaxed),
+                streams: app.stats.streams.count(),
             };
             page::render(StatusCode::OK, &index)
         }
@@ -287,7 +224,7 @@ async fn post_news(app: &App, layout: Layout, request: Request<Incoming>) -> Res
                 listing: Listing::latest(&app.feed),
                 form: PostForm::rejected(title, text, errors),
                 keep_alive_s: KEEP_ALIVE.as_secs(),
-                streams: app.stats.streams.load(Ordering::Relaxed),
+                streams: app.stats.streams.count(),
             };
             page::render(StatusCode::UNPROCESSABLE_ENTITY, &index)
         }
@@ -297,18 +234,18 @@ async fn post_news(app: &App, layout: Layout, request: Request<Incoming>) -> Res
 /// `GET /events?since=ID`: an answer that never ends, with an event in it
 /// for every item after the client's cursor, as soon as there is one.
 fn events(app: &App, request: &Request<Incoming>) -> Response {
-    let asked = Fields::query(request.uri().query()).and_then(|query| query.number("since"));
-    let since = match (last_event_id(request.headers()), asked) {
-        // A browser that reconnects asks for the same address again, with
-        // the `?since=` the page opened it with, and says in `Last-Event-ID`
-        // which event it got last: that is newer, so it wins.
-        (Ok(Some(id)), _) => Some(id),
-        (Ok(None), Ok(since)) => since,
-        (Err(message), _) | (_, Err(message)) => {
-            return http::json_error(StatusCode::BAD_REQUEST, &message);
-        }
+    // A browser that reconnects asks for the same address again, with the
+    // `?since=` the page opened it with, and says in `Last-Event-ID` which
+    // event it got last: that is newer, so it wins.
+    let asked = match stream::last_event_id(request.headers()) {
+        Ok(None) => Fields::query(request.uri().query()).and_then(|query| query.number("since")),
+        last_event_id => last_event_id,
     };
-    let Some(open) = app.stats.open(app.options.max_streams) else {
+    let since = match asked {
+        Ok(since) => since,
+        Err(message) => return http::json_error(StatusCode::BAD_REQUEST, &message),
+    };
+    let Some(place) = app.stats.streams.take(app.options.max_streams) else {
         app.stats.refused.fetch_add(1, Ordering::Relaxed);
         // For EventSource, any answer but a `200` event stream is final:
         // it gives up for good, and the page decides when to try again.
@@ -319,102 +256,47 @@ fn events(app: &App, request: &Request<Incoming>) -> Response {
     // Subscribed before the answer goes out: what came before is in the
     // batch, and everything posted from now on reaches this stream.
     let (batch, news) = app.feed.subscribe(since);
-    let (response, stream) = stream::streaming(request.extensions(), "text/event-stream");
-    let writer = write_events(app.clone(), batch, news, stream, open);
-    tokio::spawn(writer.in_current_span());
-    // `no-store`: an event stream is not a document to keep, and nothing on
-    // the way (the browser, a proxy) should hold on to it. The answer is
-    // never compressed either: a compressor holds bytes back until it has
-    // enough to squeeze, and an event would wait for the next ones.
-    let response = http::with_header(response, header::CACHE_CONTROL, "no-store");
-    // nginx, the most common reverse proxy, collects an answer before
-    // passing it on; this header asks it to pass each event on at once.
-    http::with_header(response, HeaderName::from_static("x-accel-buffering"), "no")
-}
-
-/// The `Last-Event-ID` a reconnecting browser sends: the `id:` of the last
-/// event it got, which here is always an item id (or a reset's cursor).
-fn last_event_id(headers: &HeaderMap) -> Result<Option<u64>, String> {
-    let Some(id) = headers.get("last-event-id") else {
-        return Ok(None);
-    };
-    let id = String::from_utf8_lossy(id.as_bytes());
-    if id.is_empty() {
-        return Ok(None);
-    }
-    id.parse().map(Some).map_err(|_| {
-        format!("\u{201c}Last-Event-ID\u{201d} must be an id this server sent, not \u{201c}{id}\u{201d}.")
-    })
-}
-
-/// How a stream ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Ending {
-    /// The client closed the connection (the tab went away).
-    Left,
-    /// The client stopped reading; the server hung up.
-    TooSlow,
-    /// The server is stopping.
-    Shutdown,
+    let (response, stream) = stream::streaming(request, "text/event-stream", SEND_TIMEOUT);
+    tokio::spawn(write_events(app.clone(), batch, news, stream, place).in_current_span());
+    response
 }
 
 /// Writes one client's stream until the client leaves, stops reading, or
-/// the server stops: when the answer ends, the browser reconnects by itself
-/// `retry:` milliseconds later, to whichever server answers then.
-async fn write_events(app: App, batch: Batch, mut news: Subscription, stream: Stream, _open: Open) {
-    let started = Instant::now();
-    let ending = tokio::select! {
-        ending = follow(&app, batch, &mut news, &stream) => ending,
-        () = stream.closed() => Ending::Left,
-        () = app.shutdown.wait() => Ending::Shutdown,
-    };
-    let why = match ending {
-        Ending::Left => "the client left",
-        Ending::Shutdown => "the server is stopping",
-        Ending::TooSlow => {
-            app.stats.cut_off.fetch_add(1, Ordering::Relaxed);
-            stream.hang_up();
-            "the client stopped reading; cut off"
-        }
-    };
-    let held = started.elapsed().as_secs_f64();
-    tracing::info!("an event stream ended after {held:.1} s: {why}");
+/// the server stops, and gives its place back then.
+async fn write_events(app: App, batch: Batch, mut news: Subscription, stream: Stream, _: Place) {
+    let writing = || follow(&app, batch, &mut news, &stream);
+    if stream.serve(writing, &app.shutdown).await == stream::Ended::CutOff {
+        app.stats.cut_off.fetch_add(1, Ordering::Relaxed);
+    }
 }
 
 /// The stream itself: `retry:` and what the client missed, then an event
 /// for every new item and a comment whenever the stream was quiet for
 /// [`KEEP_ALIVE`]. Returns only when the stream cannot go on.
-async fn follow(app: &App, batch: Batch, news: &mut Subscription, stream: &Stream) -> Ending {
-    let missed = if batch.reset {
-        vec![reset_event(&batch)]
-    } else {
-        batch
-            .items
-            .iter()
-            .map(|item| news_event(app, item))
-            .collect()
+async fn follow(app: &App, batch: Batch, news: &mut Subscription, stream: &Stream) -> Stopped {
+    // `retry:` first, then what the client missed: one write for all of it.
+    let missed = match batch.reset {
+        true => vec![Pushed::Reset(batch)],
+        false => batch.items.into_iter().map(Pushed::Item).collect(),
     };
-    // The items are in their events now: the stream need not keep them.
-    drop(batch);
-    app.stats
-        .events
-        .fetch_add(missed.len() as u64, Ordering::Relaxed);
-    // One write for all of it, rather than one per event.
-    let mut opening = format!("retry: {RETRY_MS}\n\n").into_bytes();
-    for event in missed {
-        opening.extend_from_slice(&event);
-    }
-    if let Err(ending) = in_time(stream, opening.into()).await {
-        return ending;
-    }
-
+    let mut missed = missed.into_iter().map(|pushed| event(app, pushed));
+    let retry = format!("retry: {RETRY_MS}\n\n").into();
+    let (mut chunk, blocks) = stream::gather(retry, move || missed.next());
+    app.stats.events.fetch_add(blocks - 1, Ordering::Relaxed);
     let mut keep_alive =
         tokio::time::interval_at(tokio::time::Instant::now() + KEEP_ALIVE, KEEP_ALIVE);
     loop {
-        let chunk = tokio::select! {
+        if let Err(stopped) = stream.send(chunk).await {
+            return stopped;
+        }
+        chunk = tokio::select! {
             pushed = news.next() => {
                 keep_alive.reset();
-                burst(app, pushed, news)
+                // Whatever waits behind this item goes in the same chunk.
+                let waiting = || news.try_next().map(|pushed| event(app, pushed));
+                let (chunk, events) = stream::gather(event(app, pushed), waiting);
+                app.stats.events.fetch_add(events, Ordering::Relaxed);
+                chunk
             }
             _ = keep_alive.tick() => {
                 app.stats.keep_alives.fetch_add(1, Ordering::Relaxed);
@@ -423,68 +305,24 @@ async fn follow(app: &App, batch: Batch, news: &mut Subscription, stream: &Strea
                 Bytes::from_static(b": keep-alive\n\n")
             }
         };
-        if let Err(ending) = in_time(stream, chunk).await {
-            return ending;
-        }
     }
 }
 
-/// The event for what was pushed, and for whatever else is already waiting
-/// behind it, as one chunk: a burst of 200 posts becomes a few writes
-/// instead of 200 (the bench's burst; see the README). A lone event goes
-/// out as the bytes every stream shares.
-fn burst(app: &App, pushed: Pushed, news: &mut Subscription) -> Bytes {
-    let event = |pushed: Pushed| match pushed {
-        Pushed::Item(item) => news_event(app, &item),
-        Pushed::Reset(batch) => reset_event(&batch),
-    };
-    let first = event(pushed);
-    let mut events = 1;
-    let chunk = match news.try_next() {
-        None => first,
-        Some(second) => {
-            let mut chunk = first.to_vec();
-            let mut next = Some(second);
-            while let Some(pushed) = next {
-                chunk.extend_from_slice(&event(pushed));
-                events += 1;
-                next = news.try_next();
-            }
-            chunk.into()
+/// What the feed pushed, as one event: `id:` lets the browser say where it
+/// stopped, `event:` names the listener it goes to, `data:` carries the
+/// item (or the latest items and the cursor, for a reset), and a blank line
+/// ends the event. JSON escapes line breaks inside strings, so the data is
+/// always one `data:` line (a raw line break would end the field).
+fn event(app: &App, pushed: Pushed) -> Bytes {
+    match pushed {
+        Pushed::Item(item) => app.events.get(item.id, || {
+            let json = serde_json::to_string(&item).expect("an item is text and numbers");
+            format!("id: {}\nevent: news\ndata: {json}\n\n", item.id).into()
+        }),
+        Pushed::Reset(batch) => {
+            let json = serde_json::to_string(&batch).expect("a batch is items and numbers");
+            format!("id: {}\nevent: reset\ndata: {json}\n\n", batch.cursor).into()
         }
-    };
-    app.stats.events.fetch_add(events, Ordering::Relaxed);
-    chunk
-}
-
-/// One item as one event: `id:` lets the browser say where it stopped,
-/// `event:` names the listener it goes to, `data:` carries the item, and a
-/// blank line ends the event. JSON escapes every line break inside a
-/// string, so the item is always one `data:` line (a raw line break would
-/// end the field, and a blank line the event). Encoded once for every
-/// stream.
-fn news_event(app: &App, item: &NewsItem) -> Bytes {
-    app.events.get(item.id, || {
-        let json = serde_json::to_string(item).expect("an item is text and numbers");
-        format!("id: {}\nevent: news\ndata: {json}\n\n", item.id).into()
-    })
-}
-
-/// A reset as one event: the latest items, to show instead of what the
-/// client has, and the cursor to resume from as its `id:`.
-fn reset_event(batch: &Batch) -> Bytes {
-    let json = serde_json::to_string(batch).expect("a batch is items and numbers");
-    format!("id: {}\nevent: reset\ndata: {json}\n\n", batch.cursor).into()
-}
-
-/// Gives a write to the client [`SEND_TIMEOUT`]. A client that stops
-/// reading fills its TCP window, then our buffers; past the limit it is cut
-/// off, so it holds a bounded amount of memory and never slows the others.
-async fn in_time(stream: &Stream, chunk: Bytes) -> Result<(), Ending> {
-    match tokio::time::timeout(SEND_TIMEOUT, stream.send(chunk)).await {
-        Ok(Ok(())) => Ok(()),
-        Ok(Err(stream::Gone)) => Err(Ending::Left),
-        Err(_) => Err(Ending::TooSlow),
     }
 }
 

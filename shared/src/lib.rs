@@ -18,8 +18,10 @@
 //! - [`page`]: the layout, the listing and the post form that the shared
 //!   templates (`shared/templates`) render.
 //! - [`push`]: encoding each pushed item once, and counting open sockets.
-//! - [`stream`]: an answer that never ends (server-sent events), and
-//!   hanging up on a client that stops reading it.
+//! - [`stream`]: an answer that never ends (server-sent events): a write
+//!   deadline and hanging up on a client that stops reading it, the cap on
+//!   open streams, and what keeps thousands of them cheap (each item
+//!   encoded once, a burst gathered into one chunk).
 //! - [`token`]: a random token, and comparing one in constant time.
 //! - [`assets`]: the stylesheet and scripts every step serves.
 //! - [`cli`]: the flags every step's binary takes, and logging.

@@ -83,11 +83,31 @@ pub struct Row {
     /// `rate` posts per second.
     pub steady: Spread,
     pub burst_per_second: f64,
+    /// Server CPU per delivery (one item reaching one page), phase by
+    /// phase: one post at a time, the steady rate, the burst.
+    pub cost: Cost,
+    /// Server memory per page right after the burst, and again after
+    /// [`REST`] with nothing happening.
+    pub rss_after_burst: f64,
+    pub rss_after_rest: f64,
     pub cpu: Duration,
     pub peak_rss: u64,
     /// CPU time of the simulated pages (this process), for comparison.
     pub pages_cpu: Duration,
 }
+
+/// Server CPU per delivery, phase by phase.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Cost {
+    pub single: Duration,
+    pub steady: Duration,
+    pub burst: Duration,
+}
+
+/// How long the pages stay idle after the burst before the server's memory
+/// is read again: what a burst leaves behind for good is what is still
+/// there then.
+pub const REST: Duration = Duration::from_secs(2);
 
 /// What a run found: a row per era and size, and 05's isolation check.
 pub struct Outcome {
@@ -190,6 +210,15 @@ async fn one(era: Era, pages: usize, options: &Options) -> Result<Option<Row>, S
         // 2. One post at a time. (Posters connect just before their phase:
         // the server closes keep-alive connections idle for 30 s.)
         let poster = Poster::connect(target, 1).await?;
+        // Server CPU is read between phases: what a phase spent, divided
+        // by its deliveries (items × pages).
+        let mut cost = Cost::default();
+        let mut cpu = Usage::total(&servers.usage()?).cpu;
+        let mut spent = || -> Result<Duration, String> {
+            let now = Usage::total(&servers.usage()?).cpu;
+            Ok(now.saturating_sub(std::mem::replace(&mut cpu, now)))
+        };
+        let per_delivery = |cpu: Duration, posts: usize| cpu / (posts * pages).max(1) as u32;
         let mut singles = Vec::new();
         for number in 0..options.singles {
             let post = poster.post(number).await?;
@@ -199,22 +228,37 @@ async fn one(era: Era, pages: usize, options: &Options) -> Result<Option<Row>, S
             era.settle(target, pages, patience).await?;
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
+        cost.single = per_delivery(spent()?, singles.len());
 
         // 3. A steady rate.
         let poster = Poster::connect(target, 4).await?;
+        spent()?; // connecting the posters is not a delivery
         let steady = poster.steady(steady_posts, options.rate).await?;
         all.extend(&steady);
         swarm.reached(last(&steady), patience).await?;
         era.settle(target, pages, patience).await?;
+        cost.steady = per_delivery(spent()?, steady.len());
         tokio::time::sleep(Duration::from_millis(100)).await;
 
         // 4. A burst: as many people posting at the same moment, each on a
         // connection of their own.
         let poster = Poster::connect(target, options.burst).await?;
+        spent()?; // connecting the posters is not a delivery
         let burst = poster.burst(options.burst).await?;
         all.extend(&burst);
         swarm.reached(last(&burst), patience).await?;
-        Ok::<_, String>((singles, steady, burst))
+        era.settle(target, pages, patience).await?;
+        cost.burst = per_delivery(spent()?, burst.len());
+        drop(poster);
+
+        // 5. Rest: what the burst left behind.
+        let per_page = |usage: Vec<Usage>| {
+            Usage::total(&usage).rss.saturating_sub(before.rss) as f64 / pages as f64
+        };
+        let after_burst = per_page(servers.usage()?);
+        tokio::time::sleep(REST).await;
+        let after_rest = per_page(servers.usage()?);
+        Ok::<_, String>((singles, steady, burst, cost, after_burst, after_rest))
     }
     .await;
     let logs = swarm.stop().await?;
@@ -231,7 +275,7 @@ async fn one(era: Era, pages: usize, options: &Options) -> Result<Option<Row>, S
     all.sort_by_key(|post| post.id);
     let ids: Vec<u64> = all.iter().map(|post| post.id).collect();
     swarm::check(&logs, &ids)?;
-    let (singles, steady, burst) = phases?;
+    let (singles, steady, burst, cost, rss_after_burst, rss_after_rest) = phases?;
 
     let first_sent = burst.iter().map(|post| post.sent).min();
     let last_seen = swarm::last_delivery(&logs, &burst);
@@ -247,6 +291,9 @@ async fn one(era: Era, pages: usize, options: &Options) -> Result<Option<Row>, S
         single: Spread::of(swarm::latencies(&logs, &singles)),
         steady: Spread::of(swarm::latencies(&logs, &steady)),
         burst_per_second: (pages * burst.len()) as f64 / burst_time.as_secs_f64().max(1e-9),
+        cost,
+        rss_after_burst,
+        rss_after_rest,
         cpu: after.cpu.saturating_sub(before.cpu),
         peak_rss: after.peak_rss,
         pages_cpu: bench_after.cpu.saturating_sub(bench_before.cpu),
@@ -314,6 +361,44 @@ pub fn report(options: &Options, outcome: &Outcome, chart_name: &str) -> Result<
          Redis, with the pages shared out over both and every post sent to the first: its \
          memory per page is given per server; its CPU and peak RSS add both up (Redis's own \
          are not counted)."
+    );
+    println!("\n### What one delivery costs the server, and what a burst leaves behind\n");
+    let micros = |d: Duration| format!("{:.2} µs", d.as_secs_f64() * 1e6);
+    let table: Vec<Vec<String>> = rows
+        .iter()
+        .map(|row| {
+            vec![
+                row.era.label(),
+                report::thousands(row.pages as u64),
+                micros(row.cost.single),
+                micros(row.cost.steady),
+                micros(row.cost.burst),
+                report::bytes(row.rss_per_page),
+                report::bytes(row.rss_after_burst),
+                report::bytes(row.rss_after_rest),
+            ]
+        })
+        .collect();
+    print!(
+        "{}",
+        report::table(
+            &[
+                "Era",
+                "Pages",
+                "CPU per delivery: one post",
+                &format!("at {}/s", options.rate),
+                "in the burst",
+                "RSS per page: idle",
+                "after the burst",
+                &format!("after {} s of rest", REST.as_secs()),
+            ],
+            &table,
+        )
+    );
+    println!(
+        "\nA delivery is one item reaching one page; its cost is the server's CPU time \
+         (user and system, from /proc) over the phase, divided by items × pages. For 03 \
+         it includes the page asking again."
     );
     if let Some(isolation) = &outcome.isolation {
         crate::isolation::report(isolation);

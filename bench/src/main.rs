@@ -142,7 +142,7 @@ fn main() -> ExitCode {
 /// Runs a scenario and says where its chart went, or why it failed.
 fn measure(scenario: impl Future<Output = Result<String, String>>) -> ExitCode {
     let fd_limit = server::raise_fd_limit();
-    eprintln!("open-file limit: {fd_limit}");
+    eprintln!("open-file limit: {fd_limit}; {}", server::pin());
     let runtime = tokio::runtime::Runtime::new().expect("a tokio runtime starts");
     let outcome = runtime.block_on(async {
         tokio::time::timeout(RUN_LIMIT, scenario)
@@ -208,6 +208,7 @@ where
     F: FnOnce(TcpListener, Feed, O, Shutdown) -> R,
     R: Future<Output = io::Result<()>>,
 {
+    server::pin_server();
     let runtime = tokio::runtime::Runtime::new().expect("a tokio runtime starts");
     runtime.block_on(async {
         shared::cli::init_logging();

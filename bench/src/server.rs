@@ -399,3 +399,65 @@ pub fn output_dir() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("target"))
         .join("bench")
 }
+
+/// The environment variable that tells a child which CPU to run on.
+const SERVER_CPU: &str = "BENCH_SERVER_CPU";
+
+/// Server and pages on cores of their own, the way a server and its
+/// clients would be on different machines: the server on the first CPU
+/// this process may use, the pages (this process, and every thread it
+/// starts from now on) on the others. Nothing happens with fewer than two
+/// CPUs, or with `BENCH_PIN=0`. Returns what was done, in words.
+pub fn pin() -> String {
+    if std::env::var("BENCH_PIN").is_ok_and(|pin| pin == "0") {
+        return "not pinned (BENCH_PIN=0)".into();
+    }
+    let mine = cpus();
+    let [server, pages @ ..] = mine.as_slice() else {
+        return "not pinned (no CPU list)".into();
+    };
+    if pages.is_empty() || !set_cpus(pages) {
+        return "not pinned (one CPU)".into();
+    }
+    // SAFETY: the bench sets this once, before any thread reads it.
+    unsafe { std::env::set_var(SERVER_CPU, server.to_string()) };
+    let list: Vec<String> = pages.iter().map(usize::to_string).collect();
+    format!("server on CPU {server}, pages on CPU {}", list.join(","))
+}
+
+/// In the child, before its runtime starts: the CPU [`pin`] chose. Tokio
+/// then starts one worker thread, for the one core it may use.
+pub fn pin_server() {
+    if let Some(cpu) = std::env::var(SERVER_CPU)
+        .ok()
+        .and_then(|cpu| cpu.parse().ok())
+    {
+        set_cpus(&[cpu]);
+    }
+}
+
+/// The CPUs this thread may run on.
+fn cpus() -> Vec<usize> {
+    // SAFETY: a zeroed cpu_set_t is a valid empty set, filled by the call.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        if libc::sched_getaffinity(0, size_of::<libc::cpu_set_t>(), &mut set) != 0 {
+            return Vec::new();
+        }
+        (0..libc::CPU_SETSIZE as usize)
+            .filter(|&cpu| libc::CPU_ISSET(cpu, &set))
+            .collect()
+    }
+}
+
+/// Restricts this thread (and the threads it starts later) to `cpus`.
+fn set_cpus(cpus: &[usize]) -> bool {
+    // SAFETY: as above; the set only holds CPUs below CPU_SETSIZE.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        for &cpu in cpus.iter().filter(|&&cpu| cpu < libc::CPU_SETSIZE as usize) {
+            libc::CPU_SET(cpu, &mut set);
+        }
+        libc::sched_setaffinity(0, size_of::<libc::cpu_set_t>(), &set) == 0
+    }
+}

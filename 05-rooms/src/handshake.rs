@@ -18,6 +18,7 @@ use hyper_util::rt::TokioIo;
 use shared::flood::Poster;
 use shared::http;
 use shared::http::Response;
+use shared::outbox::Outbox;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::Role;
@@ -70,7 +71,7 @@ where
             match on_upgrade.await {
                 Ok(upgraded) => {
                     let socket = WebSocketStream::from_raw_socket(
-                        TokioIo::new(upgraded),
+                        Outbox::new(TokioIo::new(upgraded)),
                         Role::Server,
                         Some(socket::config()),
                     )

@@ -8,6 +8,7 @@
 
 use std::borrow::Cow;
 use std::future::Future;
+use std::task::Poll;
 use std::time::Duration;
 use std::time::Instant;
 
@@ -17,6 +18,7 @@ use futures_util::StreamExt;
 use hyper::upgrade::Upgraded;
 use hyper_util::rt::TokioIo;
 use shared::news;
+use shared::outbox::Outbox;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Error as WsError;
 use tokio_tungstenite::tungstenite::Message;
@@ -27,8 +29,10 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 
 use crate::MESSAGE_LIMIT;
 
-/// A WebSocket on a connection that hyper handed over after the 101.
-pub type Socket = WebSocketStream<TokioIo<Upgraded>>;
+/// A WebSocket on a connection that hyper handed over after the 101. What
+/// the server writes waits in an [`Outbox`] until the flush, and leaves in
+/// one write.
+pub type Socket = WebSocketStream<Outbox<TokioIo<Upgraded>>>;
 
 /// The largest text message a client may send: the same as a POST body.
 /// (In 04 every message stops at `MESSAGE_LIMIT`, the same, already; from
@@ -67,16 +71,20 @@ impl Ending {
 /// reads into, even when nothing has come, which is each time the socket's
 /// loop turns: with 5,000 sockets, every item would clear 5,000 of those.
 /// Clients send short messages, so 256 bytes will do (a long message takes
-/// a few reads; an attachment of 256 KiB, from 05 on, a thousand). Writes
-/// gather in a small buffer until a flush. That buffer has no cap: a frame
-/// larger than the cap could not be sent at all, and the largest we send,
-/// a snapshot of the whole history, can be megabytes; what stops a client
-/// that does not read is the write deadline ([`in_time`]). Incoming
-/// messages are capped at [`MESSAGE_LIMIT`].
+/// a few reads; an attachment of 256 KiB, from 05 on, a thousand).
+///
+/// Writes go on at once (a write buffer of 0) to the socket's [`Outbox`],
+/// which gathers them until the flush: tungstenite's own buffer never
+/// shrinks, the outbox's is let go once it is sent (see
+/// `shared::outbox`). There is no cap on what waits: a frame larger than
+/// the cap could not be sent at all, and the largest we send, a snapshot of
+/// the whole history, can be megabytes; what stops a client that does not
+/// read is the write deadline ([`in_time`]). Incoming messages are capped
+/// at [`MESSAGE_LIMIT`].
 pub fn config() -> WebSocketConfig {
     WebSocketConfig::default()
         .read_buffer_size(256)
-        .write_buffer_size(8 * 1024)
+        .write_buffer_size(0)
         .max_message_size(Some(MESSAGE_LIMIT))
         .max_frame_size(Some(MESSAGE_LIMIT))
 }
@@ -148,12 +156,22 @@ where
 /// Gives a write to the client [`SEND_TIMEOUT`]. A client that stops
 /// reading fills its TCP window, then our buffer; past the limit it is cut
 /// off, so it holds a bounded amount of memory and never slows the others.
+///
+/// Most writes are done the moment they start (the kernel takes them at
+/// once), and those need no deadline: the clock starts only for a write
+/// that has to wait. Setting a timer for each of 5,000 sockets, for every
+/// item, was a good part of what one item cost the server.
 pub async fn in_time(write: impl Future<Output = Result<(), WsError>>) -> Result<(), Ending> {
-    match tokio::time::timeout(SEND_TIMEOUT, write).await {
-        Ok(Ok(())) => Ok(()),
-        Ok(Err(_)) => Err(Ending::Gone),
-        Err(_) => Err(Ending::close(CloseCode::Policy, "the client does not read")),
-    }
+    let mut write = std::pin::pin!(write);
+    let first_try = std::future::poll_fn(|cx| Poll::Ready(write.as_mut().poll(cx))).await;
+    let done = match first_try {
+        Poll::Ready(done) => done,
+        Poll::Pending => match tokio::time::timeout(SEND_TIMEOUT, write).await {
+            Ok(done) => done,
+            Err(_) => return Err(Ending::close(CloseCode::Policy, "the client does not read")),
+        },
+    };
+    done.map_err(|_| Ending::Gone)
 }
 
 /// A ping every interval; a socket that has not been heard from for two
@@ -206,11 +224,18 @@ pub async fn end(socket: &mut Socket, ending: Ending) {
         Ending::Gone => {}
         // tungstenite queued the answer as the client's close frame came
         // in: the same code back (RFC 6455, 5.5.1), or 1002 for a code
-        // that nobody may send, such as 999 or 1005 (7.4). The flush sends
-        // it; that ends the closing handshake, and the server, which should
-        // be the first to close the TCP connection (7.1.1), drops it.
+        // that nobody may send, such as 999 or 1005 (7.4). tungstenite's
+        // flush hands it to the outbox and, its part of the closing
+        // handshake done, reports the connection closed without flushing
+        // what is under it: the outbox's own flush sends it. The server,
+        // which should be the first to close the TCP connection (7.1.1),
+        // then drops it.
         Ending::ClientClosed => {
-            let _ = tokio::time::timeout(Duration::from_secs(1), socket.flush()).await;
+            let answer = async {
+                let _ = socket.flush().await;
+                tokio::io::AsyncWriteExt::flush(socket.get_mut()).await
+            };
+            let _ = tokio::time::timeout(Duration::from_secs(1), answer).await;
         }
         Ending::Close(code, reason) => close(socket, code, reason).await,
     }

@@ -18,6 +18,9 @@
 //! - [`page`]: the layout, the listing and the post form that the shared
 //!   templates (`shared/templates`) render.
 //! - [`push`]: encoding each pushed item once, and counting open sockets.
+//! - [`outbox`]: where a WebSocket's writes wait for their flush, in a
+//!   buffer that is let go once it is sent (memory that comes back after a
+//!   burst).
 //! - [`stream`]: an answer that never ends (server-sent events): a write
 //!   deadline and hanging up on a client that stops reading it, the cap on
 //!   open streams, and what keeps thousands of them cheap (each item
@@ -34,6 +37,7 @@ pub mod form;
 pub mod hosts;
 pub mod http;
 pub mod news;
+pub mod outbox;
 pub mod page;
 pub mod posting;
 pub mod push;

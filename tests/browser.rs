@@ -182,8 +182,8 @@ async fn step_01_shows_news_after_a_reload() {
         .await;
     assert_eq!(
         scripts,
-        json!(["/static/meter.js"]),
-        "step 01 has no JavaScript but the meter's"
+        json!(["/static/wire.js", "/static/meter.js"]),
+        "step 01 has no JavaScript but the meter's and the wire view's"
     );
 
     news_reaches_the_other_tab(&a, &b, Updates::OnReload).await;

@@ -156,8 +156,11 @@
       item = row(record);
       rows.set(record, item);
       list.append(item);
+      // Past KEEP rows, the oldest goes; but not one still open (the
+      // socket, the stream, a held question): it is still going on.
       while (list.children.length > KEEP) {
-        const oldest = list.firstElementChild;
+        const oldest = list.querySelector(':scope > li:not([data-open])');
+        if (!oldest) break;
         for (const [key, value] of rows) if (value === oldest) rows.delete(key);
         oldest.remove();
       }
@@ -166,7 +169,8 @@
     // The summary line (all a closed view shows): the newest row.
     const newest = list.lastElementChild;
     last.textContent = [...newest.children].slice(1, 5).map((cell) => cell.textContent).filter(Boolean).join(' ');
-    view.querySelector('.wire-count').textContent = list.children.length;
+    const count = list.children.length;
+    view.querySelector('.wire-count').textContent = `${count} ${count === 1 ? 'row' : 'rows'}`;
     if (stuck) list.scrollTop = list.scrollHeight;
   }
 

@@ -2,8 +2,9 @@
 //
 // A live sequence diagram of what this page and its server say to each
 // other, newest at the bottom, one row each:
-// - an exchange (a request and its answer): `→ GET /news?since=41`, then
-//   `← 304 nothing new`, its size and how long the answer took. While the
+// - an exchange (a request and its answer, ⇄): `GET /news?since=41`, then
+//   `304 Not Modified, nothing new`, its size and how long the answer
+//   took. While the
 //   server holds the question (a long poll, step 03), the row stays open
 //   and its bar grows until the answer comes;
 // - the WebSocket's upgrade (`GET /ws?since=41`, `101`), whose bar stays

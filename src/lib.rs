@@ -229,6 +229,18 @@ struct IndexPage<'a> {
     host: String,
 }
 
+/// The talk at `/talk`: the story of the workshop in about fifteen slides,
+/// the slides about an era showing that era's live page.
+#[derive(Template)]
+#[template(path = "talk.html")]
+struct TalkPage<'a> {
+    panes: &'a [Pane],
+    /// As on the index: the panes point at the machine the browser used.
+    host: String,
+    /// Step 06 runs (a Redis answered): its slide can show it.
+    runs_redis: bool,
+}
+
 async fn route(index: Index, request: Request<Incoming>) -> Response {
     match (request.method(), request.uri().path()) {
         (&Method::GET, "/") => {
@@ -239,17 +251,26 @@ async fn route(index: Index, request: Request<Incoming>) -> Response {
             };
             shared::page::render(StatusCode::OK, &page)
         }
+        (&Method::GET, "/talk") => {
+            let layout = shared::page::Layout::new(&STEPS[0], request.headers());
+            let page = TalkPage {
+                panes: &index.panes,
+                host: layout.host,
+                runs_redis: index.panes.iter().any(|pane| pane.step.number == "06"),
+            };
+            shared::page::render(StatusCode::OK, &page)
+        }
         (&Method::POST, "/news") => post(&index.feed, request).await,
         (&Method::GET, path) => match assets::get(path, request.headers()) {
             Some(asset) => asset,
             None => http::json_error(
                 StatusCode::NOT_FOUND,
-                "There is nothing here but the index at /.",
+                "There is nothing here but the index at / and the talk at /talk.",
             ),
         },
         _ => http::json_error(
             StatusCode::NOT_FOUND,
-            "There is nothing here but the index at /.",
+            "There is nothing here but the index at / and the talk at /talk.",
         ),
     }
 }

@@ -182,12 +182,27 @@ async fn step_01_shows_news_after_a_reload() {
         .await;
     assert_eq!(
         scripts,
-        json!(["/static/meter.js"]),
-        "step 01 has no JavaScript but the meter's"
+        json!(["/static/wire.js", "/static/meter.js"]),
+        "step 01 has no JavaScript but the meter's and the wire view's"
     );
 
     news_reaches_the_other_tab(&a, &b, Updates::OnReload).await;
     html_stays_text(&a, &b, Updates::OnReload).await;
+
+    // Tab A's wire view, kept across its page loads: each post is a POST
+    // answered 303 See Other, and the GET of the page it names.
+    let rows = a.wire().await;
+    let posts: Vec<usize> = (0..rows.len())
+        .filter(|&at| rows[at].what == "POST /news")
+        .collect();
+    assert_eq!(posts.len(), 2, "two posts: {rows:#?}");
+    for at in posts {
+        let (post, get) = (&rows[at], rows.get(at + 1));
+        assert_eq!(post.status, "303", "{post:?}");
+        assert!(post.text.contains("303 See Other"), "{post:?}");
+        let get = get.unwrap_or_else(|| panic!("a GET after the 303: {rows:#?}"));
+        assert_eq!((get.what.as_str(), get.status.as_str()), ("GET /", "200"));
+    }
 
     // The meter counts page loads: tab B was loaded three times, each time
     // with news. Once more, and it is a whole page for nothing new.
@@ -244,6 +259,15 @@ async fn step_02_shows_news_within_one_poll_interval() {
         json!({ "requests": before.requests(), "empty": before.empty() }),
     )
     .await;
+    // In its wire view, one question after another, and while nobody
+    // posts, each answered 304: nothing new.
+    let rows = b.wire().await;
+    let last: Vec<&support::browser::WireRow> = rows.iter().rev().take(3).collect();
+    for row in &last {
+        assert!(row.what.starts_with("GET /news?since="), "{rows:#?}");
+        assert_eq!(row.status, "304", "{row:?}");
+        assert!(row.empty && row.text.contains("nothing new"), "{row:?}");
+    }
     let meter = a.meter().await;
     assert!(meter.latency.ends_with(" ms"), "{meter:?}");
     assert_ne!(meter.bytes, "0 B", "{meter:?}");
@@ -265,7 +289,20 @@ async fn step_03_shows_news_at_once_and_waits_quietly() {
     .await;
     let (a, b) = two_tabs(&mut browser, &server).await;
 
+    // Tab B's wire view: its question, held by the server, open...
+    let held = wait_for_an_open_row(&b, "GET /news?since=").await;
     news_reaches_the_other_tab(&a, &b, Updates::Live).await;
+    // ...until the post answered it; and the next one is held again.
+    let rows = b.wire().await;
+    let answered = rows.iter().find(|row| row.what == held.what);
+    let answered = answered.unwrap_or_else(|| panic!("{held:?} is gone: {rows:#?}"));
+    assert_eq!(answered.status, "200", "{answered:?}");
+    assert!(!answered.open && !answered.empty, "{answered:?}");
+    let newest = rows.last().expect("rows");
+    assert!(
+        newest.open && newest.what.starts_with("GET /news?since="),
+        "{rows:#?}"
+    );
     html_stays_text(&a, &b, Updates::Live).await;
 
     // Both tabs have a question waiting on the server, and while nothing
@@ -387,6 +424,9 @@ async fn step_03b_pushes_news_down_one_answer_per_tab() {
     assert!(meter.latency.ends_with(" ms"), "{meter:?}");
     assert!(b.same_page().await, "tab B was not reloaded");
     support::wait_until("both streams are still open", streams).await;
+    // Tab B's wire view: one stream, open, and an event in it per item.
+    let rows = b.wire().await;
+    assert_one_open_then("stream", "200", &rows, "event", &["news"; 5]);
 
     b.screenshot("03b-server-sent-events").await;
     browser.close().await;
@@ -437,6 +477,48 @@ fn rooms_step(
 
 /// Waits until the meter has counted at least `down` frames received and
 /// at least `up` sent.
+/// Waits until the newest row of `tab`'s wire view is an exchange still
+/// open (a question the server holds) whose request starts with `what`.
+async fn wait_for_an_open_row(tab: &Tab, what: &str) -> support::browser::WireRow {
+    tab.wait_for(
+        "the wire view shows a question held open",
+        "const row = document.querySelector('details.wire .wire-rows > li:last-child');          return (row?.hasAttribute('data-open') && row.dataset.what.startsWith(arguments[0]))            || row?.textContent || 'no rows';",
+        json!(what),
+    )
+    .await;
+    tab.wire().await.pop().expect("a row")
+}
+
+/// In a wire view (`rows`): the first row is the one exchange of `kind`
+/// (a socket, a stream), answered `status` and still open; every other
+/// row is a `then` (frame, event), and those named `names` come among
+/// them in that order, each with the server's or the page's arrow.
+#[track_caller]
+fn assert_one_open_then(
+    kind: &str,
+    status: &str,
+    rows: &[support::browser::WireRow],
+    then: &str,
+    names: &[&str],
+) {
+    let first = rows.first().unwrap_or_else(|| panic!("no rows"));
+    assert_eq!(
+        (first.kind.as_str(), first.status.as_str()),
+        (kind, status),
+        "{rows:#?}"
+    );
+    assert!(first.open, "the {kind} is still open: {first:?}");
+    assert!(rows[1..].iter().all(|row| row.kind == then), "{rows:#?}");
+    let mut names = names.iter().peekable();
+    for row in &rows[1..] {
+        assert!(row.dir == "in" || row.dir == "out", "{row:?}");
+        if names.peek() == Some(&&row.what.as_str()) {
+            names.next();
+        }
+    }
+    assert_eq!(names.next(), None, "missing, in this order: {rows:#?}");
+}
+
 async fn wait_for_frames(tab: &Tab, down: u64, up: u64) {
     tab.wait_for(
         &format!("the meter counts at least {down} frames down and {up} up"),
@@ -491,6 +573,25 @@ async fn step_04_pushes_news_over_one_socket() {
     let meter = a.meter().await;
     assert!(meter.latency.ends_with(" ms"), "{meter:?}");
     assert!(b.same_page().await, "tab B was not reloaded");
+    // The wire views: one upgrade, answered 101, the socket still open;
+    // then frames only. Tab B got the snapshot and the news; tab A sent
+    // its posts and got their acks.
+    let rows = b.wire().await;
+    assert_one_open_then(
+        "socket",
+        "101",
+        &rows,
+        "frame",
+        &["snapshot", "news", "news"],
+    );
+    let rows = a.wire().await;
+    assert_one_open_then(
+        "socket",
+        "101",
+        &rows,
+        "frame",
+        &["post", "posted", "post", "posted"],
+    );
 
     b.screenshot("04-websocket").await;
     browser.close().await;
@@ -603,6 +704,11 @@ async fn step_05_keeps_rooms_apart_and_carries_images() {
         assert_eq!(meter.requests, "1", "{}: {meter:?}", tab.name);
         assert_eq!(meter.socket.as_deref(), Some("open"), "{}", tab.name);
     }
+    // Tab A's wire view: the one upgrade, then frames: joining #rust, and
+    // the post with a picture, a JSON frame and then a binary one.
+    let rows = a.wire().await;
+    let names = ["join", "joined", "post", "binary", "posted"];
+    assert_one_open_then("socket", "101", &rows, "frame", &names);
 
     c.screenshot("05-rooms").await;
     browser.close().await;
@@ -726,6 +832,54 @@ async fn the_launcher_shows_every_era_side_by_side() {
             Value::Null,
         )
         .await;
+
+    // The timeline under the post box: one lane per era, each with a dot
+    // where that pane had the post. 01 had it last (only when loaded
+    // again, after every other pane showed it), and the dots stand in the
+    // order the panes had it.
+    index
+        .wait_for(
+            "every lane of the timeline has its dot",
+            "const lanes = document.querySelectorAll('#timeline g.timeline-lane');              const had = document.querySelectorAll('#timeline g.timeline-lane[data-had=yes] circle');              return (lanes.length === 6 && had.length === 6) || `${had.length} of ${lanes.length}`;",
+            Value::Null,
+        )
+        .await;
+    index.click("#timeline summary").await;
+    let lanes = index
+        .run(
+            "return Array.from(document.querySelectorAll('#timeline g.timeline-lane'), (lane) => [\
+             lane.dataset.step, Number(lane.dataset.at), \
+             Number(lane.querySelector('circle').getAttribute('cx')), \
+             lane.querySelector('.timeline-cost').textContent]);",
+            Value::Null,
+        )
+        .await;
+    let lanes: Vec<(String, f64, f64, String)> = serde_json::from_value(lanes).expect("lanes");
+    let steps: Vec<&str> = lanes.iter().map(|lane| lane.0.as_str()).collect();
+    assert_eq!(steps, ["01", "02", "03", "03b", "04", "05"]);
+    let (first, others) = lanes.split_first().expect("lanes");
+    for lane in others {
+        assert!(
+            lane.1 < first.1 && lane.2 < first.2,
+            "{lane:?} after 01's {first:?}"
+        );
+    }
+    let mut by_time = lanes.clone();
+    by_time.sort_by(|a, b| a.1.total_cmp(&b.1));
+    let mut by_place = lanes.clone();
+    by_place.sort_by(|a, b| a.2.total_cmp(&b.2));
+    let order = |lanes: &[(String, f64, f64, String)]| -> Vec<String> {
+        lanes.iter().map(|lane| lane.0.clone()).collect()
+    };
+    assert_eq!(order(&by_time), order(&by_place), "{lanes:?}");
+    // What it cost each: 01 a page load, 02 a poll at least; the pushing
+    // eras, whose connection was open before the post, no request at all.
+    assert!(first.3.contains(" 1 request,"), "{first:?}");
+    assert!(!lanes[1].3.contains(" 0 requests"), "{:?}", lanes[1]);
+    for lane in &lanes[2..] {
+        assert!(lane.3.contains(" 0 requests,"), "{lane:?}");
+    }
+    index.screenshot("launcher-timeline").await;
 
     // The README shows this picture; `UPDATE_SCREENSHOTS=1` refreshes it.
     if std::env::var_os("UPDATE_SCREENSHOTS").is_some_and(|value| value == "1") {
@@ -955,6 +1109,82 @@ async fn seven_panes_fit_on_the_screen_too() {
     let panes = panes_of(&index).await;
     assert_eq!(panes.len(), 7);
     fits_every_screen(&index, &panes, "launcher-7-panes").await;
+    browser.close().await;
+    launcher.stop().await;
+}
+
+/// WebDriver's key codes for the arrow keys, Home and End.
+const ARROW_RIGHT: &str = "\u{E014}";
+const ARROW_LEFT: &str = "\u{E012}";
+const HOME: &str = "\u{E011}";
+const END: &str = "\u{E010}";
+
+/// In the talk: which slide shows (1 for the first), and how many there are.
+const CURRENT_SLIDE: &str = "\
+    const slides = Array.from(document.querySelectorAll('.slide')); \
+    const shown = slides.filter((slide) => slide.checkVisibility()); \
+    return [slides.indexOf(shown[0]) + 1, shown.length, slides.length, \
+      document.querySelector('.slide.current')?.dataset.step ?? null];";
+
+#[tokio::test]
+async fn the_talk_turns_with_the_arrow_keys_and_shows_the_eras_live() {
+    let Some(mut browser) = Browser::launch().await else {
+        return;
+    };
+    let launcher = Launcher::start(feed_with_news()).await;
+    let talk = browser
+        .open("the talk", &format!("{}talk", launcher.index))
+        .await;
+    talk.resize_viewport(1280, 720).await;
+    let slide = async || -> (u64, u64, u64, Option<String>) {
+        serde_json::from_value(talk.run(CURRENT_SLIDE, Value::Null).await).expect("numbers")
+    };
+    // One slide at a time, the first to begin with; about fifteen.
+    let (at, shown, total, _) = slide().await;
+    assert_eq!((at, shown), (1, 1), "one slide shows, the first");
+    assert!((12..=18).contains(&total), "{total} slides");
+    talk.screenshot("talk-1").await;
+    // The arrow keys turn them, Home and End go to either end.
+    talk.type_into("body", ARROW_RIGHT).await;
+    assert_eq!(slide().await.0, 2);
+    talk.type_into("body", ARROW_LEFT).await;
+    assert_eq!(slide().await.0, 1);
+    talk.type_into("body", END).await;
+    assert_eq!(slide().await.0, total);
+    talk.type_into("body", HOME).await;
+    assert_eq!(slide().await.0, 1);
+
+    // Step 03's slide shows its page, live, with its wire view open: the
+    // question the server holds is there.
+    let mut step = None;
+    for _ in 1..total {
+        talk.type_into("body", ARROW_RIGHT).await;
+        step = slide().await.3;
+        if step.as_deref() == Some("03") {
+            break;
+        }
+    }
+    assert_eq!(step.as_deref(), Some("03"), "a slide is about step 03");
+    let pane = talk.frame("the talk's pane 03", ".slide.current iframe");
+    pane.wait_for_title("Workshop starts at ten").await;
+    wait_for_an_open_row(&pane, "GET /news?since=").await;
+    let open = pane
+        .run(
+            "return document.querySelector('details.wire').open;",
+            Value::Null,
+        )
+        .await;
+    assert_eq!(open, true, "the wire view is open on the slide");
+    talk.screenshot("talk-03").await;
+
+    // Printed, every slide is a page of its own.
+    let pdf = talk.print().await;
+    let pages = pdf
+        .windows(b"/Type /Page".len() + 1)
+        .filter(|bytes| bytes.starts_with(b"/Type /Page") && bytes.last() != Some(&b's'))
+        .count();
+    assert_eq!(pages as u64, total, "one page per slide");
+
     browser.close().await;
     launcher.stop().await;
 }

@@ -57,13 +57,15 @@ async fn the_empty_page_invites_the_first_post() {
     );
     let page = response.text().await.unwrap();
     assert!(page.contains("Nothing here yet: be the first to post."));
-    // The network meter counts the page loads; nothing else is a script.
+    // The network meter counts the page loads, and the wire view shows
+    // them; nothing else is a script.
     assert_eq!(
         page.matches("<script").collect::<Vec<_>>(),
-        [r#"<script"#],
-        "step 01 has no JavaScript but the meter's"
+        [r#"<script"#, r#"<script"#],
+        "step 01 has no JavaScript but the meter's and the wire view's"
     );
     assert!(page.contains(r#"<script src="/static/meter.js""#));
+    assert!(page.contains(r#"<script src="/static/wire.js" defer>"#));
     insta::assert_snapshot!("01_empty_page", page);
     server.stop().await;
 }

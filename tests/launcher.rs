@@ -225,6 +225,40 @@ async fn the_index_posts_into_the_shared_feed() {
 }
 
 #[tokio::test]
+async fn the_index_links_to_the_talk_and_the_launcher_serves_it() {
+    let launcher = launch().await;
+    let index = support::page(&launcher.index).await;
+    assert!(index.contains(r#"href="/talk""#), "{index}");
+
+    let response = support::client()
+        .get(format!("{}/talk", launcher.index))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(
+        response.headers()[header::CONTENT_TYPE],
+        "text/html; charset=utf-8"
+    );
+    let talk = response.text().await.unwrap();
+    // About fifteen slides; each era the launcher runs has one with its
+    // live page in a frame, on the step's own port.
+    let slides = talk.matches(r#"<section class="slide"#).count();
+    assert!((12..=18).contains(&slides), "{slides} slides");
+    for (number, url) in &launcher.steps {
+        let slide = format!(r#"data-step="{number}""#);
+        assert!(talk.contains(&slide), "no slide for step {number}");
+        let frame = format!(r#"<iframe src="{url}/""#);
+        assert!(talk.contains(&frame), "no live page of step {number}");
+    }
+    // Step 06 does not run here (no Redis for this launcher): its slide
+    // says so instead.
+    assert!(talk.contains("Step 06 is not running here"));
+    launcher.shutdown.trigger();
+    launcher.task.await.unwrap().unwrap();
+}
+
+#[tokio::test]
 async fn shutdown_ends_every_step_even_with_clients_waiting() {
     let launcher = launch().await;
     // A parked long poll, an event stream and an open socket: all must let

@@ -1,5 +1,6 @@
-//! The static files every step serves: the stylesheet (and, from step 02 on,
-//! the network meter script). They are compiled into the binary, so a step
+//! The static files every step serves: the stylesheet, the network meter
+//! and the wire view (the scripts every page loads, step 01's included),
+//! and what renders news for the pages with a script of their own. They are compiled into the binary, so a step
 //! is one file to run, and each carries an `ETag` so that a reload costs a
 //! `304 Not Modified` instead of the whole file.
 
@@ -39,6 +40,11 @@ const ASSETS: &[Asset] = &[
     asset!(
         "/static/meter.js",
         "../static/meter.js",
+        "text/javascript; charset=utf-8"
+    ),
+    asset!(
+        "/static/wire.js",
+        "../static/wire.js",
         "text/javascript; charset=utf-8"
     ),
     asset!(

@@ -23,6 +23,9 @@
 // Step 01 has no script of its own, and loads this one with
 // data-count="page-loads": there the requests are the page loads themselves
 // (see countPageLoads, at the end).
+//
+// The same hooks keep a record of each exchange for the wire view (wire.js,
+// the diagram above the meter): see `note`, below.
 const meter = (() => {
   const countsPageLoads = document.currentScript?.dataset.count === 'page-loads';
   const stats = { requests: 0, empty: 0, bytes: 0, framesIn: 0, framesOut: 0, events: 0 };
@@ -31,17 +34,65 @@ const meter = (() => {
   const postedAt = new Map(); // id -> when Post was pressed
   const shownAt = new Map(); // id -> when it appeared (it may beat the ack)
 
+  // The wire view draws every exchange, one row each. It loads after the
+  // page (`defer`: it is not needed to show the news), while the meter sees
+  // everything from the start; so the meter keeps a record of each exchange
+  // here ({kind: 'http', method, url, start, end, status, bytes, ...}, see
+  // the hooks below), updates it as it goes, and tells whoever listens.
+  // Times are the clock's milliseconds (as Date.now()), so that a record
+  // means the same in another page, the launcher's.
+  const records = [];
+  const listeners = [];
+  const now = () => performance.timeOrigin + performance.now();
+  function note(record) {
+    if (!record.noted) {
+      record.noted = true;
+      records.push(record);
+      if (records.length > 100) records.shift();
+    }
+    for (const listener of listeners) listener(record);
+  }
+  // wire.js calls this: every record so far, then each one as it changes.
+  function listen(listener) {
+    listeners.push(listener);
+    for (const record of records) listener(record);
+  }
+
   // "Nothing new": 304 Not Modified, or a JSON answer with no items.
   function carriesNothing(status, text) {
     return status === 304 || (status === 200 && /"items":\[\]/.test(text));
   }
 
+  // What an exchange asked for, as the wire view shows it: the method and
+  // the path with its query (`GET /news?since=41`), and the whole address,
+  // to find the browser's Resource Timing entry for it.
+  function exchange(method, url) {
+    const address = new URL(url, location.href);
+    const what = `${method.toUpperCase()} ${address.pathname}${address.search}`;
+    return { kind: 'http', what, href: address.href, start: now(), end: null, status: null, bytes: null };
+  }
+  const unsized = []; // answers still waiting for their size
+
+  const open = XMLHttpRequest.prototype.open;
+  XMLHttpRequest.prototype.open = function (method, url, ...rest) {
+    this.wireMethod = method;
+    this.wireUrl = url;
+    return open.call(this, method, url, ...rest);
+  };
+
   const send = XMLHttpRequest.prototype.send;
   XMLHttpRequest.prototype.send = function (body) {
     stats.requests++;
+    const record = exchange(this.wireMethod ?? 'GET', this.wireUrl ?? location.href);
+    note(record);
     this.addEventListener('loadend', () => {
       const text = this.responseType === '' || this.responseType === 'text' ? this.responseText : '';
-      if (carriesNothing(this.status, text)) stats.empty++;
+      record.empty = carriesNothing(this.status, text);
+      if (record.empty) stats.empty++;
+      record.end = now();
+      record.status = this.status; // 0: no answer (the server is away)
+      if (this.status !== 0) unsized.push(record);
+      note(record);
       draw();
     });
     draw();
@@ -51,8 +102,20 @@ const meter = (() => {
   const nativeFetch = window.fetch;
   window.fetch = (...args) => {
     stats.requests++;
+    const [input, init] = args;
+    const record = exchange(init?.method ?? input?.method ?? 'GET', input?.url ?? String(input));
+    note(record);
     draw();
-    return nativeFetch(...args);
+    const answer = nativeFetch(...args);
+    const done = (status) => {
+      record.end = now();
+      record.status = status;
+      record.empty = status === 304;
+      if (status !== 0) unsized.push(record);
+      note(record);
+    };
+    answer.then((response) => done(response.status), () => done(0));
+    return answer;
   };
 
   // Bytes on the wire for HTTP, as the browser counted them.
@@ -60,8 +123,17 @@ const meter = (() => {
     for (const entry of list.getEntries()) {
       if (entry.initiatorType === 'xmlhttprequest' || entry.initiatorType === 'fetch') {
         stats.bytes += entry.transferSize;
+        // The record of that exchange, for the wire view: the oldest
+        // answer to the same address that has no size yet.
+        const at = unsized.findIndex((record) => record.href === entry.name);
+        if (at !== -1) {
+          const [record] = unsized.splice(at, 1);
+          record.bytes = entry.transferSize;
+          note(record);
+        }
       }
     }
+    if (unsized.length > 20) unsized.shift();
     performance.clearResourceTimings();
     draw();
   }).observe({ type: 'resource' });
@@ -71,6 +143,16 @@ const meter = (() => {
     return data.byteLength ?? data.size ?? 0;
   }
 
+  // A frame's name for the wire view: the `type` of a JSON message
+  // (`news`, `posted`, `ping`...), or what else it is.
+  function frameName(data) {
+    if (typeof data !== 'string') return 'binary';
+    return /^\{"type":"([a-z_]+)"/.exec(data)?.[1] ?? 'text';
+  }
+  function frame(dir, data) {
+    note({ kind: 'frame', dir, what: frameName(data), bytes: frameSize(data), start: now() });
+  }
+
   // WebSocket: the same class, counting every frame.
   const NativeWebSocket = window.WebSocket;
   window.WebSocket = class extends NativeWebSocket {
@@ -78,23 +160,36 @@ const meter = (() => {
       super(...args);
       stats.requests++; // the HTTP request that asks for the upgrade
       socketState = 'connecting';
+      // The upgrade is an exchange (GET, answered 101); the socket it opens
+      // stays open until it closes, with frames in between.
+      const record = exchange('GET', this.url);
+      record.kind = 'socket';
+      note(record);
       this.addEventListener('open', () => {
         socketState = 'open';
+        record.status = 101;
+        record.opened = now();
+        note(record);
         draw();
       });
       this.addEventListener('close', (event) => {
         socketState = `closed (${event.code})`;
+        record.end = now();
+        record.code = event.code;
+        note(record);
         draw();
       });
       this.addEventListener('message', (event) => {
         stats.framesIn++;
         stats.bytes += frameSize(event.data);
+        frame('in', event.data);
         draw();
       });
       draw();
     }
     send(data) {
       stats.framesOut++;
+      frame('out', data);
       draw();
       return super.send(data);
     }
@@ -111,15 +206,30 @@ const meter = (() => {
       socketState = 'connecting';
       this.counted = new Set();
       this.count('message'); // events without an `event:` line
+      // The stream is one exchange whose answer stays open: a record from
+      // the request until the answer breaks off, and one per reconnection.
+      const stream = () => {
+        this.record = exchange('GET', this.url);
+        this.record.kind = 'stream';
+        note(this.record);
+      };
+      stream();
       this.addEventListener('open', () => {
         socketState = 'open';
+        this.record.status = 200;
+        this.record.opened = now();
+        note(this.record);
         draw();
       });
       this.addEventListener('error', () => {
+        this.record.end = now();
+        this.record.status ??= 0;
+        note(this.record);
         if (this.readyState === NativeEventSource.CONNECTING) {
           // The browser tries again by itself, with a new request.
           stats.requests++;
           socketState = 'reconnecting';
+          stream();
         } else {
           socketState = 'closed';
         }
@@ -135,7 +245,9 @@ const meter = (() => {
         // What came over the wire for it: its lines, and the blank one.
         const id = event.lastEventId ? `id: ${event.lastEventId}\n` : '';
         const name = type === 'message' ? '' : `event: ${type}\n`;
-        stats.bytes += frameSize(`${id}${name}data: ${event.data}\n\n`);
+        const size = frameSize(`${id}${name}data: ${event.data}\n\n`);
+        stats.bytes += size;
+        note({ kind: 'event', dir: 'in', what: type, id: event.lastEventId, bytes: size, start: now() });
         draw();
       });
     }
@@ -152,6 +264,7 @@ const meter = (() => {
 
   function shown(id) {
     shownAt.set(String(id), performance.now());
+    note({ kind: 'shown', id: Number(id), start: now() });
     settle(String(id));
   }
 
@@ -224,5 +337,5 @@ const meter = (() => {
   }
   if (countsPageLoads) countPageLoads();
 
-  return { posted, shown, stats };
+  return { posted, shown, stats, listen };
 })();

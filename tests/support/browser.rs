@@ -424,6 +424,39 @@ impl Tab {
         }
     }
 
+    /// The rows of the page's wire view, oldest first, as a person reads
+    /// them: what each is, and what it says.
+    pub async fn wire(&self) -> Vec<WireRow> {
+        let rows = self
+            .run(
+                "return Array.from(document.querySelectorAll('details.wire .wire-rows > li'), (row) => [\
+                 row.dataset.kind, row.dataset.dir, row.dataset.what, row.dataset.status ?? '', \
+                 row.hasAttribute('data-empty'), row.hasAttribute('data-open'), row.textContent]);",
+                Value::Null,
+            )
+            .await;
+        let rows: Vec<(String, String, String, String, bool, bool, String)> =
+            serde_json::from_value(rows).expect("rows of the wire view");
+        rows.into_iter()
+            .map(|(kind, dir, what, status, empty, open, text)| WireRow {
+                kind,
+                dir,
+                what,
+                status,
+                empty,
+                open,
+                text,
+            })
+            .collect()
+    }
+
+    /// The page as printed, as PDF.
+    pub async fn print(&self) -> Vec<u8> {
+        self.focus().await;
+        let pdf = self.session.print().await;
+        pdf.unwrap_or_else(|error| panic!("printing {}: {error}", self.name))
+    }
+
     /// Saves what the tab shows as `target/screenshots/{name}.png`.
     pub async fn screenshot(&self, name: &str) -> PathBuf {
         self.focus().await;
@@ -439,6 +472,29 @@ impl Tab {
         fs::write(&path, png).expect("the screenshot can be written");
         path
     }
+}
+
+/// One row of a page's wire view (`details.wire`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WireRow {
+    /// `http` (a request and its answer), `socket` (the WebSocket's
+    /// upgrade, and the socket it opened), `stream` (an EventSource's
+    /// request, and its answer that stays open), `frame` or `event`.
+    pub kind: String,
+    /// `out` (the page sent it), `in` (the server did), `both` (a request
+    /// and its answer).
+    pub dir: String,
+    /// `GET /news?since=41`, `POST /news`; a frame's or an event's name
+    /// (`news`).
+    pub what: String,
+    /// The answer's status (`303`, `304`, `101`), empty while there is none.
+    pub status: String,
+    /// The answer brought nothing new.
+    pub empty: bool,
+    /// The exchange is still open: no answer yet, or a socket or a stream.
+    pub open: bool,
+    /// All the row says.
+    pub text: String,
 }
 
 /// The network meter (`aside.meter`) as a person reads it.

@@ -187,6 +187,13 @@ impl Session {
         base64_decode(encoded).ok_or_else(|| Error::connection("a screenshot that is not base64"))
     }
 
+    /// The page as printed (`@media print`), as PDF.
+    pub async fn print(&self) -> Result<Vec<u8>> {
+        let encoded = self.post("/print", json!({})).await?;
+        let encoded = encoded.as_str().unwrap_or_default();
+        base64_decode(encoded).ok_or_else(|| Error::connection("a PDF that is not base64"))
+    }
+
     /// The text of the open alert (an error `"no such alert"` if none is).
     pub async fn alert_text(&self) -> Result<String> {
         let text = self.get("/alert/text").await?;

@@ -166,7 +166,9 @@ pub async fn in_time(write: impl Future<Output = Result<(), WsError>>) -> Result
     let first_try = std::future::poll_fn(|cx| Poll::Ready(write.as_mut().poll(cx))).await;
     let done = match first_try {
         Poll::Ready(done) => done,
-        Poll::Pending => match tokio::time::timeout(SEND_TIMEOUT, write).await {
+        // Boxed: the clock's state is then in the socket's task only while
+        // it runs, not in every idle socket's memory.
+        Poll::Pending => match Box::pin(tokio::time::timeout(SEND_TIMEOUT, write)).await {
             Ok(done) => done,
             Err(_) => return Err(Ending::close(CloseCode::Policy, "the client does not read")),
         },
@@ -219,7 +221,15 @@ impl Heartbeat {
 /// Ends a session the way it ended: the answer to the client's close frame,
 /// or our own close frame and the closing handshake, or nothing at all for a
 /// connection that broke.
+///
+/// Boxed: an async function's state takes room in its caller's, and so in
+/// every open socket's task for as long as it lives, even for a path that
+/// runs once at the end. On the heap, it takes room only while it runs.
 pub async fn end(socket: &mut Socket, ending: Ending) {
+    Box::pin(end_as(socket, ending)).await;
+}
+
+async fn end_as(socket: &mut Socket, ending: Ending) {
     match ending {
         Ending::Gone => {}
         // tungstenite queued the answer as the client's close frame came

@@ -187,6 +187,7 @@ async fn one(era: Era, pages: usize, options: &Options) -> Result<Option<Row>, S
             interval,
             items: total_posts,
             rooms: 0,
+            sleepy: 0,
         },
     );
     let patience = Duration::from_secs(30) + Duration::from_millis(pages as u64 * 5);

@@ -180,7 +180,7 @@ async fn smoke() -> Result<String, String> {
     let rows = eras::run(&eras).await?;
     let eras_chart = eras::report(&eras, &rows, "smoke-eras.svg")?;
     let capacity = capacity::Options {
-        sizes: vec![20],
+        sizes: vec![capacity::Size::Pages(20)],
         eras: vec![
             Era::LongPolling,
             Era::ServerSentEvents,

@@ -120,15 +120,10 @@ pub struct Pages {
     /// runs (pages 0 to 49 in `r0`, and so on); 0 keeps them in `general`.
     pub rooms: usize,
     /// One page in this many is sleepy (pages 0, `sleepy`, 2 × `sleepy`,
-    /// ...): it stops reading while the crowd dozes, on a connection with
-    /// a small receive buffer. 0: none.
+    /// ...): it stops reading while the crowd dozes, on a slow link (see
+    /// [`crate::wire::SLOW_LINK`]). 0: none.
     pub sleepy: usize,
 }
-
-/// The receive buffer of a sleepy page, in bytes: a slow link, whose
-/// server soon has to wait for it (the kernel doubles it for its own
-/// bookkeeping).
-const SLEEPY_RECEIVE_BUFFER: u32 = 4 * 1024;
 
 /// The name of room number `number`: `r0`, `r1`, ...
 pub fn room_name(number: usize) -> Arc<str> {
@@ -152,9 +147,7 @@ impl Swarm {
             stop.push(stopper);
             let sleepy = pages.sleepy > 0 && index % pages.sleepy == 0;
             let mut target = targets[index % targets.len()].for_page(index);
-            if sleepy {
-                target.receive_buffer = Some(SLEEPY_RECEIVE_BUFFER);
-            }
+            target.slow = sleepy;
             let client = Client {
                 index,
                 target,

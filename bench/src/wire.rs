@@ -40,10 +40,8 @@ pub struct Target {
     /// The address a page connects *from*, when not the system's choice
     /// (see [`page_source`]).
     pub source: Option<IpAddr>,
-    /// A receive buffer this small, in bytes, instead of the kernel's
-    /// (which grows to megabytes on loopback): a page on a slow link, whose
-    /// server soon has to wait for it (the `reset` scenario).
-    pub receive_buffer: Option<u32>,
+    /// A page on a slow link (the `reset` scenario): see [`SLOW_LINK`].
+    pub slow: bool,
 }
 
 impl Target {
@@ -56,7 +54,7 @@ impl Target {
             host,
             origin,
             source: None,
-            receive_buffer: None,
+            slow: false,
         }
     }
 
@@ -211,42 +209,63 @@ pub async fn connect(target: &Target, tally: &Arc<Tally>) -> Result<Counted<TcpS
     Ok(Counted::new(stream, tally.clone()))
 }
 
+/// A slow link's receive buffer and segment size, in bytes. On loopback a
+/// TCP segment may be 64 KiB and both ends' buffers grow to megabytes, so
+/// a page that stops reading would let its server hand the kernel
+/// thousands of items before it ever has to wait. Over a real network a
+/// segment is at most 1,460 bytes (Ethernet's 1,500 less the IP and TCP
+/// headers), and the server's send buffer grows with it; a 4 KiB receive
+/// buffer (the kernel doubles it for its bookkeeping) is a phone on a bad
+/// line. Set before connecting: both are agreed in the handshake.
+pub const SLOW_LINK: (u32, libc::c_int) = (4 * 1024, 1_460);
+
 /// `connect()`, from the target's source address if it has one.
 async fn dial(target: &Target) -> io::Result<TcpStream> {
-    if target.source.is_none() && target.receive_buffer.is_none() {
+    if target.source.is_none() && !target.slow {
         return TcpStream::connect(target.addr).await;
     }
     let socket = match target.addr {
         SocketAddr::V4(_) => TcpSocket::new_v4()?,
         SocketAddr::V6(_) => TcpSocket::new_v6()?,
     };
-    if let Some(bytes) = target.receive_buffer {
-        // Before connecting: the window TCP offers is agreed at the start.
-        socket.set_recv_buffer_size(bytes)?;
+    if target.slow {
+        let (buffer, segment) = SLOW_LINK;
+        socket.set_recv_buffer_size(buffer)?;
+        set_int(&socket, libc::IPPROTO_TCP, libc::TCP_MAXSEG, segment)?;
     }
     if let Some(source) = target.source {
         // A `bind` to port 0 would pick the port now, and would have to
         // pick one that no other socket of that address holds, connected
         // to anyone or in TIME_WAIT. IP_BIND_ADDRESS_NO_PORT leaves the
         // port to `connect`, which only needs the four-tuple to be new.
-        let yes: libc::c_int = 1;
-        // SAFETY: the descriptor is the socket's own, alive for the call;
-        // the option is an int, passed by pointer with its size.
-        let set = unsafe {
-            libc::setsockopt(
-                socket.as_raw_fd(),
-                libc::IPPROTO_IP,
-                libc::IP_BIND_ADDRESS_NO_PORT,
-                (&yes as *const libc::c_int).cast(),
-                size_of::<libc::c_int>() as libc::socklen_t,
-            )
-        };
-        if set != 0 {
-            return Err(io::Error::last_os_error());
-        }
+        set_int(&socket, libc::IPPROTO_IP, libc::IP_BIND_ADDRESS_NO_PORT, 1)?;
         socket.bind(SocketAddr::new(source, 0))?;
     }
     socket.connect(target.addr).await
+}
+
+/// `setsockopt` of an int option, which tokio has no method for.
+fn set_int(
+    socket: &TcpSocket,
+    level: libc::c_int,
+    name: libc::c_int,
+    value: libc::c_int,
+) -> io::Result<()> {
+    // SAFETY: the descriptor is the socket's own, alive for the call; the
+    // option is an int, passed by pointer with its size.
+    let set = unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            level,
+            name,
+            (&value as *const libc::c_int).cast(),
+            size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if set != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 /// One HTTP/1.1 connection, kept alive: every request of a page goes over

@@ -50,8 +50,10 @@ pub struct Options {
     /// Which eras to run, for example `--eras 04`.
     #[arg(long, value_delimiter = ',', default_values = ["03", "03b", "04", "05"])]
     pub eras: Vec<Era>,
-    /// How many pages.
-    #[arg(long, default_value_t = 1_000)]
+    /// How many pages. The sleepy ones must wake before their server's
+    /// send deadline (10 s in 03b, 04 and 05) cuts them off: the burst
+    /// takes about pages × burst / 500,000 seconds here.
+    #[arg(long, default_value_t = 500)]
     pub pages: usize,
     /// One page in this many sleeps through the burst (0: none).
     #[arg(long, default_value_t = 4)]
@@ -174,7 +176,7 @@ async fn one(era: Era, options: &Options) -> Result<Option<Row>, String> {
 
     let ids: Vec<u64> = burst.iter().map(|post| post.id).collect();
     swarm::check_resets(&logs, &ids)?;
-    let is_sleepy = |index: usize| options.sleepy > 0 && index % options.sleepy == 0;
+    let is_sleepy = |index: usize| swarm::is_sleepy(index, options.sleepy);
     let reset = |sleepy: bool| {
         (logs.iter().enumerate())
             .filter(|(index, log)| is_sleepy(*index) == sleepy && !log.resets.is_empty())

@@ -125,6 +125,12 @@ pub struct Pages {
     pub sleepy: usize,
 }
 
+/// Is page `index` sleepy, when one page in `every` is (see
+/// [`Pages::sleepy`])?
+pub fn is_sleepy(index: usize, every: usize) -> bool {
+    every > 0 && index.is_multiple_of(every)
+}
+
 /// The name of room number `number`: `r0`, `r1`, ...
 pub fn room_name(number: usize) -> Arc<str> {
     format!("r{number}").into()
@@ -145,7 +151,7 @@ impl Swarm {
         for index in 0..pages.count {
             let (stopper, stopped) = oneshot::channel();
             stop.push(stopper);
-            let sleepy = pages.sleepy > 0 && index % pages.sleepy == 0;
+            let sleepy = is_sleepy(index, pages.sleepy);
             let mut target = targets[index % targets.len()].for_page(index);
             target.slow = sleepy;
             let client = Client {

@@ -225,6 +225,9 @@ pub struct Client {
     /// 05 and 06: the one room this page is in instead of `general`, for
     /// the isolation check; `None` for a page that stays in `general`.
     pub room: Option<Arc<str>>,
+    /// The page stops reading while the crowd dozes (see
+    /// [`Crowd::doze`]): a tab in the background, a phone in a tunnel.
+    pub sleepy: bool,
 }
 
 /// What one page saw.
@@ -233,9 +236,21 @@ pub struct ClientLog {
     pub got: Vec<(u64, Instant)>,
     pub tally: Arc<Tally>,
     /// Answers that said "reset": the server could not vouch for the cursor.
-    pub resets: usize,
+    pub resets: Vec<Reset>,
     /// Why the page ended early, if it did.
     pub error: Option<String>,
+}
+
+/// One reset a page got: the server's latest items, to show *instead of*
+/// what the page had.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Reset {
+    /// Where in [`ClientLog::got`] the reset's items begin...
+    pub at: usize,
+    /// ...and how many there are.
+    pub items: usize,
+    /// The cursor it came with: the newest id the server had then.
+    pub cursor: u64,
 }
 
 /// The state of a page while it runs.
@@ -252,7 +267,7 @@ impl<'a> Page<'a> {
             log: ClientLog {
                 got: Vec::with_capacity(client.items),
                 tally: Arc::default(),
-                resets: 0,
+                resets: Vec::new(),
                 error: None,
             },
             newest: client.cursor,
@@ -264,12 +279,30 @@ impl<'a> Page<'a> {
         self.client.crowd.ready(self.client.index, self.newest);
     }
 
-    /// Shows items: records them, and tells the bench how far this page got.
-    fn show(&mut self, items: &[Id], reset: bool) {
-        let at = Instant::now();
+    /// Shows a batch (what came after the cursor, or a reset) with its
+    /// cursor.
+    fn batch(&mut self, items: &[Id], reset: bool, cursor: Option<u64>) {
         if reset {
-            self.log.resets += 1;
+            self.log.resets.push(Reset {
+                at: self.log.got.len(),
+                items: items.len(),
+                cursor: cursor.unwrap_or_default(),
+            });
+            self.newest = self.newest.max(cursor.unwrap_or_default());
         }
+        self.show(items);
+    }
+
+    /// Waits while the crowd dozes, if this page is one that sleeps.
+    async fn nap(&self) {
+        if self.client.sleepy {
+            self.client.crowd.awake().await;
+        }
+    }
+
+    /// Shows items: records them, and tells the bench how far this page got.
+    fn show(&mut self, items: &[Id]) {
+        let at = Instant::now();
         for item in items {
             self.log.got.push((item.id, at));
             self.newest = self.newest.max(item.id);
@@ -385,6 +418,11 @@ async fn long_polling(client: Client, mut stop: Stop) -> ClientLog {
             etag: None,
         };
         loop {
+            // A sleepy page stops reading here while the crowd dozes.
+            tokio::select! {
+                () = page.nap() => {}
+                _ = &mut stop => return Ok(()),
+            }
             tokio::select! {
                 asked = ask(&mut page, &mut http, &mut question) => asked?,
                 _ = &mut stop => return Ok(()),
@@ -410,7 +448,7 @@ async fn ask(page: &mut Page<'_>, http: &mut Http, question: &mut Question) -> R
     match answer.status {
         StatusCode::OK => {
             let batch: Batch = parse(&answer.body)?;
-            page.show(&batch.items, batch.reset);
+            page.batch(&batch.items, batch.reset, Some(batch.cursor));
             question.cursor = batch.cursor;
             question.etag = answer.etag;
             Ok(())
@@ -433,6 +471,11 @@ async fn server_sent_events(client: Client, mut stop: Stop) -> ClientLog {
         // is posted from now on reaches it.
         page.ready();
         loop {
+            // A sleepy page stops reading here while the crowd dozes.
+            tokio::select! {
+                () = page.nap() => {}
+                _ = &mut stop => return Ok(()),
+            }
             let block = tokio::select! {
                 block = events.next_block() => block?,
                 _ = &mut stop => return Ok(()),
@@ -442,11 +485,11 @@ async fn server_sent_events(client: Client, mut stop: Stop) -> ClientLog {
                 None => {}
                 Some(event) if event.name == "news" => {
                     let item: Id = parse(event.data)?;
-                    page.show(&[item], false);
+                    page.show(&[item]);
                 }
                 Some(event) if event.name == "reset" => {
                     let batch: Batch = parse(event.data)?;
-                    page.show(&batch.items, true);
+                    page.batch(&batch.items, true, Some(batch.cursor));
                 }
                 Some(event) => return Err(format!("unexpected event {:?}", event.name)),
             }
@@ -466,6 +509,11 @@ async fn websocket(client: Client, mut stop: Stop) -> ClientLog {
             Socket::open(&client.target, &path, &page.log.tally).await?
         };
         loop {
+            // A sleepy page stops reading here while the crowd dozes.
+            tokio::select! {
+                () = page.nap() => {}
+                _ = &mut stop => return Ok(()),
+            }
             let text = tokio::select! {
                 text = socket.next_text() => text?,
                 _ = &mut stop => return Ok(()),
@@ -473,11 +521,11 @@ async fn websocket(client: Client, mut stop: Stop) -> ClientLog {
             let frame: Frame = parse(text.as_bytes())?;
             match frame.kind {
                 "snapshot" => {
-                    page.show(&frame.items, frame.reset);
+                    page.batch(&frame.items, frame.reset, frame.cursor);
                     page.ready();
                 }
                 "news" => match frame.item {
-                    Some(item) => page.show(&[item], false),
+                    Some(item) => page.show(&[item]),
                     None => return Err("a news frame without an item".to_string()),
                 },
                 other if PROTOCOL.contains(&other) => {
@@ -505,6 +553,11 @@ async fn rooms(client: Client, mut stop: Stop) -> ClientLog {
         // joined its own, which it then keeps alone.
         let mut room: &str = "general";
         loop {
+            // A sleepy page stops reading here while the crowd dozes.
+            tokio::select! {
+                () = page.nap() => {}
+                _ = &mut stop => return Ok(()),
+            }
             let text = tokio::select! {
                 text = socket.next_text() => text?,
                 _ = &mut stop => return Ok(()),
@@ -514,7 +567,7 @@ async fn rooms(client: Client, mut stop: Stop) -> ClientLog {
             match frame.kind {
                 // Every socket is put in `general` first.
                 "joined" if from == "general" && room == "general" => {
-                    page.show(&frame.items, frame.reset);
+                    page.batch(&frame.items, frame.reset, frame.cursor);
                     match &client.room {
                         None => page.ready(),
                         Some(own) => {
@@ -526,7 +579,7 @@ async fn rooms(client: Client, mut stop: Stop) -> ClientLog {
                 // Its own room: from here on, the ids are that room's.
                 "joined" if Some(from) == client.room.as_deref() => {
                     page.newest = frame.cursor.unwrap_or_default();
-                    page.show(&frame.items, frame.reset);
+                    page.batch(&frame.items, frame.reset, frame.cursor);
                     room = client.room.as_deref().expect("checked");
                     let leave = serde_json::json!({"type": "leave", "ref": 2, "room": "general"});
                     socket.send_text(&leave.to_string()).await?;
@@ -538,7 +591,7 @@ async fn rooms(client: Client, mut stop: Stop) -> ClientLog {
                     ));
                 }
                 "news" => match frame.item {
-                    Some(item) => page.show(&[item], false),
+                    Some(item) => page.show(&[item]),
                     None => return Err("a news frame without an item".to_string()),
                 },
                 // Members counts go out whenever someone joins or leaves.

@@ -100,6 +100,7 @@ async fn one(era: Era, options: &Options) -> Result<Option<Row>, String> {
         interval,
         items: options.posts,
         rooms: 0,
+        sleepy: 0,
     };
     let swarm = Swarm::start(&targets, &pages);
     swarm.ready(Duration::from_secs(60)).await?;

@@ -88,6 +88,7 @@ pub async fn run(rooms: usize, members: usize) -> Result<Row, String> {
             interval: Duration::ZERO,
             items: ROUNDS + BURST,
             rooms,
+            sleepy: 0,
         },
     );
     let patience = Duration::from_secs(30) + Duration::from_millis(pages as u64 * 5);

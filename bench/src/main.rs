@@ -8,7 +8,8 @@
 //! ```sh
 //! cargo run --release -p bench -- eras       # the cost of one update, era by era
 //! cargo run --release -p bench -- capacity   # how far one server goes
-//! cargo run --release -p bench -- smoke      # both, tiny (what CI runs)
+//! cargo run --release -p bench -- reset      # pages that fall behind get a reset
+//! cargo run --release -p bench -- smoke      # all three, tiny (what CI runs)
 //! ```
 //!
 //! What is measured, and where:
@@ -26,19 +27,24 @@
 //! - **Exactly once, in order**: every page records the ids it got; at the
 //!   end they must equal the ids posted. A loss, a duplicate, a reordering,
 //!   a reset or a broken connection fails the run with a message that says
-//!   which page saw what.
+//!   which page saw what. In `reset`, where pages fall behind on purpose, a
+//!   reset is allowed and checked instead: after it, nothing missing and
+//!   nothing doubled.
 //!
 //! Every wait has a deadline and every run a fixed number of pages and
 //! posts, so a run always ends by itself. The bench raises its own
-//! open-file limit (each page is a socket) and the server inherits it.
+//! open-file limit (each page is a socket) and the server inherits it;
+//! `capacity --sizes max` runs as many pages as that limit allows. The
+//! pages connect from 127.0.0.2 onwards, 5,000 from each address, so that
+//! ephemeral ports cannot run out however many runs come in a row.
 //!
 //! The modules: [`server`] starts the step and reads `/proc`; [`wire`]
 //! counts bytes and speaks HTTP/1.1; [`socket`] speaks WebSocket;
 //! [`events`] reads an event stream;
 //! [`clients`] holds one function per era's page; [`swarm`] opens the
 //! pages, posts, and checks what they got;
-//! [`eras`] and [`capacity`] are the two scenarios (with [`isolation`],
-//! step 05's rooms kept apart, inside `capacity`); [`report`] prints the
+//! [`eras`], [`capacity`] and [`reset`] are the scenarios (with
+//! [`isolation`], step 05's rooms kept apart, inside `capacity`); [`report`] prints the
 //! tables and draws the charts (`target/bench/*.svg`).
 //!
 //! Server and pages share one machine, so a heavy run measures both. The
@@ -54,6 +60,7 @@ mod eras;
 mod events;
 mod isolation;
 mod report;
+mod reset;
 mod server;
 mod socket;
 mod swarm;
@@ -88,7 +95,11 @@ enum Command {
     /// How far one server goes: memory per idle page, fan-out latency,
     /// burst throughput.
     Capacity(capacity::Options),
-    /// Both scenarios, tiny (a few pages, a few seconds), as CI runs them.
+    /// Pages that fall behind a burst larger than the push buffer and the
+    /// history: each gets a reset, never a silent gap.
+    Reset(reset::Options),
+    /// All three scenarios, tiny (a few pages, a few seconds), as CI runs
+    /// them.
     Smoke,
     // The step under test: the bench starts itself again with one of these,
     // in a child process of its own (see `server.rs`).
@@ -135,6 +146,10 @@ fn main() -> ExitCode {
             let outcome = capacity::run(&options, server::raise_fd_limit()).await?;
             capacity::report(&options, &outcome, "capacity.svg")
         }),
+        Command::Reset(options) => measure(async move {
+            let rows = reset::run(&options).await?;
+            reset::report(&options, &rows, "reset.svg")
+        }),
         Command::Smoke => measure(smoke()),
     }
 }
@@ -161,7 +176,7 @@ fn measure(scenario: impl Future<Output = Result<String, String>>) -> ExitCode {
     }
 }
 
-/// Both scenarios with a few pages for a few seconds: enough to prove that
+/// Every scenario with a few pages for a few seconds: enough to prove that
 /// every era still works under the bench, too small to mean anything.
 async fn smoke() -> Result<String, String> {
     let eras = eras::Options {
@@ -180,7 +195,7 @@ async fn smoke() -> Result<String, String> {
     let rows = eras::run(&eras).await?;
     let eras_chart = eras::report(&eras, &rows, "smoke-eras.svg")?;
     let capacity = capacity::Options {
-        sizes: vec![20],
+        sizes: vec![capacity::Size::Pages(20)],
         eras: vec![
             Era::LongPolling,
             Era::ServerSentEvents,
@@ -197,7 +212,23 @@ async fn smoke() -> Result<String, String> {
     };
     let outcome = capacity::run(&capacity, server::raise_fd_limit()).await?;
     let capacity_chart = capacity::report(&capacity, &outcome, "smoke-capacity.svg")?;
-    Ok(format!("{eras_chart} and {capacity_chart}"))
+    // Ten times the history and four times the push buffer, a page in four
+    // asleep: resets, in a second or so per era.
+    let reset = reset::Options {
+        eras: vec![
+            Era::LongPolling,
+            Era::ServerSentEvents,
+            Era::WebSocket,
+            Era::Rooms,
+        ],
+        pages: 20,
+        sleepy: 4,
+        burst: 1_000,
+        history: 100,
+    };
+    let rows = reset::run(&reset).await?;
+    let reset_chart = reset::report(&reset, &rows, "smoke-reset.svg")?;
+    Ok(format!("{eras_chart}, {capacity_chart} and {reset_chart}"))
 }
 
 /// The child process: what the step's own `main.rs` does (bind, a fresh

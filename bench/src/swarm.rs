@@ -15,11 +15,13 @@ use serde::Deserialize;
 use tokio::sync::Semaphore;
 use tokio::sync::SemaphorePermit;
 use tokio::sync::oneshot;
+use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use crate::clients::Client;
 use crate::clients::ClientLog;
 use crate::clients::Era;
+use crate::clients::Reset;
 use crate::wire::Http;
 use crate::wire::Target;
 
@@ -40,6 +42,8 @@ pub struct Crowd {
     newest: Vec<Slot>,
     failed: AtomicUsize,
     connecting: Semaphore,
+    /// While true, sleepy pages stop reading (see [`Crowd::doze`]).
+    dozing: watch::Sender<bool>,
 }
 
 /// One page's progress, alone on its cache line: pages on different
@@ -66,6 +70,21 @@ impl Crowd {
             .acquire()
             .await
             .expect("the semaphore is never closed")
+    }
+
+    /// Sleepy pages stop reading (`true`) or read again (`false`). Only
+    /// they watch this, and only between two reads.
+    pub fn doze(&self, dozing: bool) {
+        self.dozing.send_replace(dozing);
+    }
+
+    /// Returns once the crowd is not dozing.
+    pub async fn awake(&self) {
+        if !*self.dozing.borrow() {
+            return;
+        }
+        let mut dozing = self.dozing.subscribe();
+        let _never_closed_while_the_crowd_lives = dozing.wait_for(|dozing| !dozing).await;
     }
 
     /// How many pages have not yet reached `id`.
@@ -100,6 +119,16 @@ pub struct Pages {
     /// 05 and 06: how many rooms the pages are shared out to, in equal
     /// runs (pages 0 to 49 in `r0`, and so on); 0 keeps them in `general`.
     pub rooms: usize,
+    /// One page in this many is sleepy (pages 0, `sleepy`, 2 × `sleepy`,
+    /// ...): it stops reading while the crowd dozes, on a slow link (see
+    /// [`crate::wire::SLOW_LINK`]). 0: none.
+    pub sleepy: usize,
+}
+
+/// Is page `index` sleepy, when one page in `every` is (see
+/// [`Pages::sleepy`])?
+pub fn is_sleepy(index: usize, every: usize) -> bool {
+    every > 0 && index.is_multiple_of(every)
 }
 
 /// The name of room number `number`: `r0`, `r1`, ...
@@ -115,15 +144,19 @@ impl Swarm {
             newest: (0..pages.count).map(|_| Slot(AtomicU64::new(0))).collect(),
             failed: AtomicUsize::new(0),
             connecting: Semaphore::new(CONNECTING_AT_ONCE),
+            dozing: watch::Sender::new(false),
         });
         let mut stop = Vec::with_capacity(pages.count);
         let mut set = JoinSet::new();
         for index in 0..pages.count {
             let (stopper, stopped) = oneshot::channel();
             stop.push(stopper);
+            let sleepy = is_sleepy(index, pages.sleepy);
+            let mut target = targets[index % targets.len()].for_page(index);
+            target.slow = sleepy;
             let client = Client {
                 index,
-                target: targets[index % targets.len()].clone(),
+                target,
                 cursor: pages.cursors[index % targets.len()],
                 crowd: crowd.clone(),
                 interval: pages.interval,
@@ -133,6 +166,7 @@ impl Swarm {
                     .interval
                     .mul_f64((index + 1) as f64 / pages.count as f64),
                 room: (pages.rooms > 0).then(|| room_name(index * pages.rooms / pages.count)),
+                sleepy,
             };
             let era = pages.era;
             set.spawn(async move { (index, era.page(client, stopped).await) });
@@ -142,6 +176,11 @@ impl Swarm {
             stop,
             pages: set,
         }
+    }
+
+    /// Sleepy pages stop reading, or read again (see [`Crowd::doze`]).
+    pub fn doze(&self, dozing: bool) {
+        self.crowd.doze(dozing);
     }
 
     /// Waits until every page is connected.
@@ -384,8 +423,8 @@ pub fn check(logs: &[ClientLog], posted: &[u64]) -> Result<(), String> {
         if let Some(error) = &log.error {
             trouble.push(format!("failed: {error}"));
         }
-        if log.resets > 0 {
-            trouble.push(format!("{} resets", log.resets));
+        if !log.resets.is_empty() {
+            trouble.push(format!("{} resets", log.resets.len()));
         }
         if got != posted {
             trouble.push(difference(posted, &got));
@@ -409,6 +448,119 @@ pub fn check(logs: &[ClientLog], posted: &[u64]) -> Result<(), String> {
             ""
         }
     ))
+}
+
+/// The promise of a reset, for pages that may fall behind: every page
+/// ends with the last item posted, without an error, and what it shows is
+/// right at every moment. Before its first reset it got exactly the first
+/// items posted, in order. A reset carries the server's latest items, a run
+/// of what was posted without a hole, up to the reset's cursor; it never
+/// takes a page back to older news than it had; and after it the page gets
+/// exactly what came after the cursor, nothing missing and nothing doubled,
+/// until the next reset or the end. (Items a reset shows again are not
+/// doubled: the page shows the reset's items *instead of* what it had.)
+pub fn check_resets(logs: &[ClientLog], posted: &[u64]) -> Result<(), String> {
+    let problems: Vec<String> = (logs.iter().enumerate())
+        .filter_map(|(index, log)| {
+            let got: Vec<u64> = log.got.iter().map(|(id, _)| *id).collect();
+            let trouble = match &log.error {
+                Some(error) => Err(format!("failed: {error}")),
+                None => view(&got, &log.resets, posted),
+            };
+            trouble
+                .err()
+                .map(|trouble| format!("page {index}: {trouble}"))
+        })
+        .collect();
+    if problems.is_empty() {
+        return Ok(());
+    }
+    let shown = problems.len().min(10);
+    Err(format!(
+        "{} of {} pages broke the promise of a reset (no silent gap, nothing doubled):\n  {}{}",
+        problems.len(),
+        logs.len(),
+        problems[..shown].join("\n  "),
+        if problems.len() > shown {
+            "\n  ..."
+        } else {
+            ""
+        }
+    ))
+}
+
+/// One page's log, read as [`check_resets`] says. `posted` is in id order.
+fn view(got: &[u64], resets: &[Reset], posted: &[u64]) -> Result<(), String> {
+    // How many of `posted` the page has shown in order: what it must get
+    // next is `posted[next]`.
+    let mut next = 0;
+    let mut at = 0;
+    // What follows the start of the log, then each reset, up to the next.
+    let starts = std::iter::once(None).chain(resets.iter().map(Some));
+    let ends = (resets.iter().map(|reset| reset.at)).chain(std::iter::once(got.len()));
+    for (reset, end) in starts.zip(ends) {
+        if let Some(reset) = reset {
+            let items = got
+                .get(reset.at..reset.at + reset.items)
+                .ok_or("a reset past the end of the log")?;
+            // The reset's items end at its cursor: the server's latest.
+            let after = match posted.binary_search(&reset.cursor) {
+                Ok(index) => index + 1,
+                Err(_) if reset.cursor == 0 && items.is_empty() => next,
+                Err(_) => return Err(format!("a reset to {} was never posted", reset.cursor)),
+            };
+            if after < next {
+                return Err(format!(
+                    "a reset to {} took the page back from {}",
+                    reset.cursor,
+                    posted[next - 1]
+                ));
+            }
+            let latest = &posted[after.saturating_sub(items.len())..after];
+            if items != latest {
+                return Err(format!(
+                    "a reset to {} whose items are not the latest: {}",
+                    reset.cursor,
+                    divergence(latest, items, None)
+                ));
+            }
+            (next, at) = (after, reset.at + reset.items);
+        }
+        let normal = &got[at..end];
+        let expected = &posted[next..(next + normal.len()).min(posted.len())];
+        if normal != expected {
+            let before = next.checked_sub(1).map(|last| posted[last]);
+            return Err(divergence(&posted[next..], normal, before));
+        }
+        next += normal.len();
+    }
+    match posted.get(next) {
+        None => Ok(()),
+        Some(missing) => Err(format!(
+            "stopped before {missing}: {} of the last items never came",
+            posted.len() - next
+        )),
+    }
+}
+
+/// Where `got` first leaves `expected` (what should have come, in order,
+/// after `before`), in words.
+fn divergence(expected: &[u64], got: &[u64], before: Option<u64>) -> String {
+    let Some(at) = (0..got.len()).find(|&i| expected.get(i) != Some(&got[i])) else {
+        return "nothing wrong".into();
+    };
+    let previous = if at == 0 { before } else { Some(got[at - 1]) };
+    let after = previous.map_or("first".to_string(), |id| format!("after {id}"));
+    match expected.get(at) {
+        _ if previous.is_some_and(|previous| got[at] <= previous) => {
+            format!("{} again {after} (doubled or out of order)", got[at])
+        }
+        Some(missing) => format!(
+            "a silent gap: {} came {after}, and {missing} never did",
+            got[at]
+        ),
+        None => format!("{} came {after}, past the last item posted", got[at]),
+    }
 }
 
 /// Says how `got` differs from `expected`: what is missing, doubled,
@@ -468,7 +620,7 @@ mod tests {
         ClientLog {
             got: ids.iter().map(|id| (*id, now)).collect(),
             tally: Arc::default(),
-            resets: 0,
+            resets: Vec::new(),
             error: None,
         }
     }
@@ -500,12 +652,71 @@ mod tests {
     fn errors_and_resets_fail_the_check() {
         let mut broken = log(&[1, 2]);
         broken.error = Some("the socket broke".into());
-        broken.resets = 1;
+        broken.resets = vec![Reset {
+            at: 0,
+            items: 0,
+            cursor: 0,
+        }];
         let error = check(&[broken], &[1, 2]).unwrap_err();
         assert!(
             error.contains("failed: the socket broke; 1 resets"),
             "{error}"
         );
+    }
+
+    fn reset(at: usize, items: usize, cursor: u64) -> Reset {
+        Reset { at, items, cursor }
+    }
+
+    #[test]
+    fn a_reset_then_everything_after_it_passes() {
+        let posted: Vec<u64> = (1..=10).collect();
+        // Got 1 and 2, fell behind; the reset brought the latest three
+        // (6, 7, 8) up to its cursor, then 9 and 10 came.
+        let mut behind = log(&[1, 2, 6, 7, 8, 9, 10]);
+        behind.resets = vec![reset(2, 3, 8)];
+        // A reset may show again what the page had: it replaces the view.
+        let mut again = log(&[1, 2, 3, 2, 3, 4, 5, 6, 7, 8, 9, 10]);
+        again.resets = vec![reset(3, 2, 3)];
+        // Two resets, the second at the very end.
+        let mut twice = log(&[1, 4, 5, 9, 10]);
+        twice.resets = vec![reset(1, 2, 5), reset(3, 2, 10)];
+        let caught_up = log(&posted);
+        assert_eq!(
+            check_resets(&[behind, again, twice, caught_up], &posted),
+            Ok(())
+        );
+    }
+
+    #[test]
+    fn a_silent_gap_or_a_doubled_item_after_a_reset_fails() {
+        let posted: Vec<u64> = (1..=10).collect();
+        let check = |ids: &[u64], resets: Vec<Reset>| {
+            let mut page = log(ids);
+            page.resets = resets;
+            check_resets(&[page], &posted).unwrap_err()
+        };
+        // No reset at all, and 3 to 5 missing.
+        let error = check(&[1, 2, 6, 7, 8, 9, 10], vec![]);
+        assert!(
+            error.contains("page 0: a silent gap: 6 came after 2, and 3 never did"),
+            "{error}"
+        );
+        // After the reset to 8, 9 never came.
+        let error = check(&[1, 2, 6, 7, 8, 10], vec![reset(2, 3, 8)]);
+        assert!(error.contains("a silent gap: 10 came after 8"), "{error}");
+        // 9 twice after the reset.
+        let error = check(&[1, 6, 7, 8, 9, 9, 10], vec![reset(1, 3, 8)]);
+        assert!(error.contains("9 again after 9"), "{error}");
+        // A reset whose items have a hole in them.
+        let error = check(&[1, 6, 8, 9, 10], vec![reset(1, 2, 8)]);
+        assert!(error.contains("not the latest"), "{error}");
+        // A reset that goes back in time.
+        let error = check(&[1, 2, 3, 4, 2, 3, 4, 5], vec![reset(4, 2, 3)]);
+        assert!(error.contains("took the page back from 4"), "{error}");
+        // The page never got the last items.
+        let error = check(&[1, 6, 7, 8], vec![reset(1, 3, 8)]);
+        assert!(error.contains("stopped before 9"), "{error}");
     }
 
     #[test]

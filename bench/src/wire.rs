@@ -3,7 +3,10 @@
 //! the way a browser keeps one connection per page open.
 
 use std::io;
+use std::net::IpAddr;
+use std::net::Ipv4Addr;
 use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
@@ -21,6 +24,7 @@ use tokio::io::AsyncReadExt;
 use tokio::io::AsyncWrite;
 use tokio::io::AsyncWriteExt;
 use tokio::io::ReadBuf;
+use tokio::net::TcpSocket;
 use tokio::net::TcpStream;
 
 /// Where the step under test listens, and the headers a page of it sends.
@@ -33,6 +37,11 @@ pub struct Target {
     /// `Origin: http://127.0.0.1:PORT`: what a browser sends with a POST or
     /// a WebSocket handshake from a page of this server.
     pub origin: HeaderValue,
+    /// The address a page connects *from*, when not the system's choice
+    /// (see [`page_source`]).
+    pub source: Option<IpAddr>,
+    /// A page on a slow link (the `reset` scenario): see [`SLOW_LINK`].
+    pub slow: bool,
 }
 
 impl Target {
@@ -40,8 +49,56 @@ impl Target {
         let host = HeaderValue::from_str(&addr.to_string()).expect("an address is a valid header");
         let origin =
             HeaderValue::from_str(&format!("http://{addr}")).expect("a URL is a valid header");
-        Target { addr, host, origin }
+        Target {
+            addr,
+            host,
+            origin,
+            source: None,
+            slow: false,
+        }
     }
+
+    /// The same server, reached by page number `index` (see
+    /// [`page_source`]).
+    pub fn for_page(&self, index: usize) -> Target {
+        Target {
+            source: page_source(index, self.addr),
+            ..self.clone()
+        }
+    }
+}
+
+/// How many pages connect from each source address.
+///
+/// A TCP connection is known by four things: source address and port,
+/// destination address and port. Connecting to one server (one address,
+/// one port), a source address has one port per connection to give, from
+/// the ephemeral range (`/proc/sys/net/ipv4/ip_local_port_range`, 32768 to
+/// 60999 by default: 28,232 ports). And a port stays taken for 60 s after
+/// its connection closed (`TIME_WAIT`, on the side that closed first: the
+/// pages). So all pages connect from 127.0.0.2 onwards, this many from
+/// each (pages 0 to 4,999 from 127.0.0.2, 5,000 to 9,999 from 127.0.0.3,
+/// ...): each address gives a server at most a fifth of its ports, however
+/// many runs came before (each server listens on a port of its own, so
+/// the ports its pages held are free again for the next one's). All of
+/// 127.0.0.0/8 is this machine; a server on 127.0.0.1 answers them all.
+pub const PAGES_PER_SOURCE: usize = 5_000;
+
+/// Where page `index` connects from, for a server on `server`: a
+/// loopback address of its own block (see [`PAGES_PER_SOURCE`]), or the
+/// system's choice for a server elsewhere.
+pub fn page_source(index: usize, server: SocketAddr) -> Option<IpAddr> {
+    let IpAddr::V4(ip) = server.ip() else {
+        return None;
+    };
+    if !ip.is_loopback() {
+        return None;
+    }
+    let block = u32::try_from(2 + index / PAGES_PER_SOURCE).ok()?;
+    // 127.0.0.2 up to 127.255.255.254: room for 80 billion pages.
+    Some(IpAddr::V4(Ipv4Addr::from(
+        u32::from(Ipv4Addr::new(127, 0, 0, 0)) + block,
+    )))
 }
 
 /// What one simulated page put on the wire and took off it.
@@ -141,14 +198,74 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Counted<S> {
 
 /// Opens a TCP connection to the step, counted.
 pub async fn connect(target: &Target, tally: &Arc<Tally>) -> Result<Counted<TcpStream>, String> {
-    let stream = TcpStream::connect(target.addr)
-        .await
-        .map_err(|error| format!("cannot connect to {}: {error}", target.addr))?;
+    let stream = dial(target).await.map_err(|error| match target.source {
+        Some(source) => format!("cannot connect to {} from {source}: {error}", target.addr),
+        None => format!("cannot connect to {}: {error}", target.addr),
+    })?;
     // Browsers send small requests at once; so do we.
     stream
         .set_nodelay(true)
         .map_err(|error| format!("cannot set TCP_NODELAY: {error}"))?;
     Ok(Counted::new(stream, tally.clone()))
+}
+
+/// A slow link's receive buffer and segment size, in bytes. On loopback a
+/// TCP segment may be 64 KiB and both ends' buffers grow to megabytes, so
+/// a page that stops reading would let its server hand the kernel
+/// thousands of items before it ever has to wait. Over a real network a
+/// segment is at most 1,460 bytes (Ethernet's 1,500 less the IP and TCP
+/// headers), and the server's send buffer grows with it; a 4 KiB receive
+/// buffer (the kernel doubles it for its bookkeeping) is a phone on a bad
+/// line. Set before connecting: both are agreed in the handshake.
+pub const SLOW_LINK: (u32, libc::c_int) = (4 * 1024, 1_460);
+
+/// `connect()`, from the target's source address if it has one.
+async fn dial(target: &Target) -> io::Result<TcpStream> {
+    if target.source.is_none() && !target.slow {
+        return TcpStream::connect(target.addr).await;
+    }
+    let socket = match target.addr {
+        SocketAddr::V4(_) => TcpSocket::new_v4()?,
+        SocketAddr::V6(_) => TcpSocket::new_v6()?,
+    };
+    if target.slow {
+        let (buffer, segment) = SLOW_LINK;
+        socket.set_recv_buffer_size(buffer)?;
+        set_int(&socket, libc::IPPROTO_TCP, libc::TCP_MAXSEG, segment)?;
+    }
+    if let Some(source) = target.source {
+        // A `bind` to port 0 would pick the port now, and would have to
+        // pick one that no other socket of that address holds, connected
+        // to anyone or in TIME_WAIT. IP_BIND_ADDRESS_NO_PORT leaves the
+        // port to `connect`, which only needs the four-tuple to be new.
+        set_int(&socket, libc::IPPROTO_IP, libc::IP_BIND_ADDRESS_NO_PORT, 1)?;
+        socket.bind(SocketAddr::new(source, 0))?;
+    }
+    socket.connect(target.addr).await
+}
+
+/// `setsockopt` of an int option, which tokio has no method for.
+fn set_int(
+    socket: &TcpSocket,
+    level: libc::c_int,
+    name: libc::c_int,
+    value: libc::c_int,
+) -> io::Result<()> {
+    // SAFETY: the descriptor is the socket's own, alive for the call; the
+    // option is an int, passed by pointer with its size.
+    let set = unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            level,
+            name,
+            (&value as *const libc::c_int).cast(),
+            size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if set != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 /// One HTTP/1.1 connection, kept alive: every request of a page goes over
@@ -297,6 +414,31 @@ fn parse_head(buffer: &[u8]) -> Result<Option<Head>, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pages_connect_from_loopback_addresses_a_block_each() {
+        let server: SocketAddr = "127.0.0.1:8080".parse().unwrap();
+        let source = |index| page_source(index, server).map(|ip| ip.to_string());
+        assert_eq!(source(0).as_deref(), Some("127.0.0.2"));
+        assert_eq!(source(PAGES_PER_SOURCE - 1).as_deref(), Some("127.0.0.2"));
+        assert_eq!(source(PAGES_PER_SOURCE).as_deref(), Some("127.0.0.3"));
+        assert_eq!(source(18_999).as_deref(), Some("127.0.0.5"));
+        // The 254th block goes on into the next octet.
+        assert_eq!(source(PAGES_PER_SOURCE * 254).as_deref(), Some("127.0.1.0"));
+        let elsewhere: SocketAddr = "192.0.2.7:80".parse().unwrap();
+        assert_eq!(page_source(0, elsewhere), None);
+    }
+
+    #[tokio::test]
+    async fn a_page_connects_from_its_own_address() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let target = Target::new(listener.local_addr().unwrap()).for_page(PAGES_PER_SOURCE);
+        let (_stream, (_, from)) = tokio::join!(
+            async { connect(&target, &Arc::default()).await.unwrap() },
+            async { listener.accept().await.unwrap() },
+        );
+        assert_eq!(from.ip().to_string(), "127.0.0.3");
+    }
 
     #[test]
     fn a_head_is_read_once_whole_with_its_etag_and_length() {

@@ -69,6 +69,7 @@ where
     F: Future<Output = Response> + Send + 'static,
 {
     let mut connections = JoinSet::new();
+    crate::give_back::start();
     // This server's count of who posted lately (see `flood`).
     let post_limit = Arc::new(PostLimit::default());
     // The names this server answers to (see `hosts`).

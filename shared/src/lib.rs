@@ -7,6 +7,7 @@
 //! - [`http`]: the accept loop, the Origin check, response helpers and the
 //!   one log line per request.
 //! - [`shutdown`]: the signal that stops a server gracefully.
+//! - [`give_back`]: memory freed after a burst goes back to the system.
 //! - [`posting`]: reading a post, sent as a form or as JSON: body limits
 //!   and deadlines, and the answers that refuse one.
 //! - [`flood`]: how many posts one client may send (20 in 10 s), and the
@@ -34,6 +35,7 @@ pub mod cli;
 pub mod feed;
 pub mod flood;
 pub mod form;
+pub mod give_back;
 pub mod hosts;
 pub mod http;
 pub mod news;

@@ -9,7 +9,8 @@
 //! cargo run --release -p bench -- eras       # the cost of one update, era by era
 //! cargo run --release -p bench -- capacity   # how far one server goes
 //! cargo run --release -p bench -- reset      # pages that fall behind get a reset
-//! cargo run --release -p bench -- smoke      # all three, tiny (what CI runs)
+//! cargo run --release -p bench -- floor      # what the kernel alone takes per delivery
+//! cargo run --release -p bench -- smoke      # all four, tiny (what CI runs)
 //! ```
 //!
 //! What is measured, and where:
@@ -45,7 +46,8 @@
 //! pages, posts, and checks what they got;
 //! [`eras`], [`capacity`] and [`reset`] are the scenarios (with
 //! [`isolation`], step 05's rooms kept apart, inside `capacity`); [`report`] prints the
-//! tables and draws the charts (`target/bench/*.svg`).
+//! tables and draws the charts (`target/bench/*.svg`). [`floor`] measures
+//! what the kernel alone takes for one delivery, under every era's figure.
 //!
 //! Server and pages share one machine, so a heavy run measures both. The
 //! pages are kept lean: they parse each item's JSON and record its id, and
@@ -58,6 +60,7 @@ mod capacity;
 mod clients;
 mod eras;
 mod events;
+mod floor;
 mod isolation;
 mod report;
 mod reset;
@@ -98,7 +101,10 @@ enum Command {
     /// Pages that fall behind a burst larger than the push buffer and the
     /// history: each gets a reset, never a silent gap.
     Reset(reset::Options),
-    /// All three scenarios, tiny (a few pages, a few seconds), as CI runs
+    /// The kernel's own cost of one delivery on this machine: a bare send
+    /// per connection, with no server around it.
+    Floor(floor::Options),
+    /// All four scenarios, tiny (a few pages, a few seconds), as CI runs
     /// them.
     Smoke,
     // The step under test: the bench starts itself again with one of these,
@@ -149,6 +155,10 @@ fn main() -> ExitCode {
         Command::Reset(options) => measure(async move {
             let rows = reset::run(&options).await?;
             reset::report(&options, &rows, "reset.svg")
+        }),
+        Command::Floor(options) => measure(async move {
+            let floor = floor::run(&options, server::raise_fd_limit()).await?;
+            floor::report(&options, &floor)
         }),
         Command::Smoke => measure(smoke()),
     }
@@ -228,6 +238,13 @@ async fn smoke() -> Result<String, String> {
     };
     let rows = reset::run(&reset).await?;
     let reset_chart = reset::report(&reset, &rows, "smoke-reset.svg")?;
+    let floor = floor::Options {
+        pages: 20,
+        rate: 20.0,
+        seconds: 0.2,
+        bytes: 220,
+    };
+    floor::report(&floor, &floor::run(&floor, server::raise_fd_limit()).await?)?;
     Ok(format!("{eras_chart}, {capacity_chart} and {reset_chart}"))
 }
 

@@ -51,12 +51,15 @@ async fn session(app: App, mut socket: Socket, poster: Poster, since: Option<u64
     let started = Instant::now();
     // Subscribe and take the snapshot in one step, so that an item posted
     // in between is in exactly one of them.
-    let (snapshot, mut news) = app.feed.subscribe(since);
+    let (batch, mut news) = app.feed.subscribe(since);
     tracing::info!(
         "WS /ws opened, since={since:?}, {} sockets open",
         app.sockets.count()
     );
-    let snapshot = ToClient::Snapshot { batch: &snapshot }.frame();
+    let snapshot = ToClient::Snapshot { batch: &batch }.frame();
+    // Sent as a frame, the batch is done with: dropped, it does not keep
+    // its items in memory for as long as the socket lives.
+    drop(batch);
     let ending = match socket::send(&mut socket, snapshot).await {
         Ok(()) => serve(&app, &mut socket, &mut news, &poster).await,
         Err(ending) => ending,

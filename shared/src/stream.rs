@@ -109,7 +109,16 @@ pub enum Stopped {
 impl Stream {
     /// Sends a chunk, waiting while the client's buffers and ours are full,
     /// but no longer than the stream's deadline.
+    ///
+    /// Nearly always there is room at once, and then no clock is set: a
+    /// timer per stream for every item was a good part of what one item
+    /// cost the server. The clock starts when the chunk has to wait.
     pub async fn send(&self, chunk: Bytes) -> Result<(), Stopped> {
+        let chunk = match self.chunks.try_send(chunk) {
+            Ok(()) => return Ok(()),
+            Err(mpsc::error::TrySendError::Closed(_)) => return Err(Stopped::Gone),
+            Err(mpsc::error::TrySendError::Full(chunk)) => chunk,
+        };
         match tokio::time::timeout(self.deadline, self.chunks.send(chunk)).await {
             Ok(Ok(())) => Ok(()),
             Ok(Err(_)) => Err(Stopped::Gone),

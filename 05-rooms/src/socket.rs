@@ -8,6 +8,7 @@
 
 use std::borrow::Cow;
 use std::future::Future;
+use std::pin::Pin;
 use std::task::Poll;
 use std::time::Duration;
 use std::time::Instant;
@@ -125,7 +126,7 @@ fn read_error(error: WsError) -> Ending {
 
 /// Sends one message now.
 pub async fn send(socket: &mut Socket, message: Message) -> Result<(), Ending> {
-    in_time(socket.send(message)).await
+    in_time(std::pin::pin!(socket.send(message))).await
 }
 
 /// Sends `first`, then whatever `more` has ready at once, with one flush
@@ -140,7 +141,7 @@ pub async fn send_burst<I>(
 where
     I: IntoIterator<Item = Message>,
 {
-    let writes = async {
+    let writes = std::pin::pin!(async {
         let mut next = Some(first);
         while let Some(messages) = next {
             for message in messages {
@@ -149,7 +150,7 @@ where
             next = more();
         }
         socket.flush().await
-    };
+    });
     in_time(writes).await
 }
 
@@ -161,8 +162,15 @@ where
 /// once), and those need no deadline: the clock starts only for a write
 /// that has to wait. Setting a timer for each of 5,000 sockets, for every
 /// item, was a good part of what one item cost the server.
-pub async fn in_time(write: impl Future<Output = Result<(), WsError>>) -> Result<(), Ending> {
-    let mut write = std::pin::pin!(write);
+///
+/// The write comes pinned where its caller made it (`pin!`): a future
+/// moved in by value would be kept twice, in the caller's state and in
+/// this one's, and that state is in every open socket's task for as long
+/// as the socket lives.
+pub async fn in_time<F>(mut write: Pin<&mut F>) -> Result<(), Ending>
+where
+    F: Future<Output = Result<(), WsError>>,
+{
     let first_try = std::future::poll_fn(|cx| Poll::Ready(write.as_mut().poll(cx))).await;
     let done = match first_try {
         Poll::Ready(done) => done,

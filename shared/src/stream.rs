@@ -111,8 +111,8 @@ impl Stream {
     /// but no longer than the stream's deadline.
     ///
     /// Nearly always there is room at once, and then no clock is set: a
-    /// timer per stream for every item was a good part of what one item
-    /// cost the server. The clock starts when the chunk has to wait.
+    /// timer set and taken down again per stream for every item was work
+    /// for nothing. The clock starts when the chunk has to wait.
     pub async fn send(&self, chunk: Bytes) -> Result<(), Stopped> {
         let chunk = match self.chunks.try_send(chunk) {
             Ok(()) => return Ok(()),

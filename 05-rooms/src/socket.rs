@@ -172,17 +172,16 @@ pub async fn in_time<F>(mut write: Pin<&mut F>) -> Result<(), Ending>
 where
     F: Future<Output = Result<(), WsError>>,
 {
-    let first_try = std::future::poll_fn(|cx| Poll::Ready(write.as_mut().poll(cx))).await;
-    let done = match first_try {
-        Poll::Ready(done) => done,
-        // Boxed: the clock's state is then in the socket's task only while
-        // it runs, not in every idle socket's memory.
-        Poll::Pending => match Box::pin(tokio::time::timeout(SEND_TIMEOUT, write)).await {
-            Ok(done) => done,
-            Err(_) => return Err(Ending::close(CloseCode::Policy, "the client does not read")),
-        },
-    };
-    done.map_err(|_| Ending::Gone)
+    let first_try = std::future::poll_fn(|cx| Poll::Ready(write.as_mut().poll(cx)));
+    if let Poll::Ready(done) = first_try.await {
+        return done.map_err(|_| Ending::Gone);
+    }
+    // Boxed: the clock's state is then in the socket's task only while it
+    // runs, not in every idle socket's memory.
+    match Box::pin(tokio::time::timeout(SEND_TIMEOUT, write)).await {
+        Ok(done) => done.map_err(|_| Ending::Gone),
+        Err(_) => Err(Ending::close(CloseCode::Policy, "the client does not read")),
+    }
 }
 
 /// A ping every interval; a socket that has not been heard from for two

@@ -50,7 +50,15 @@ const meter = (() => {
       records.push(record);
       if (records.length > 100) records.shift();
     }
-    for (const listener of listeners) listener(record);
+    // A listener that fails (the wire view) must never stop the page's
+    // own traffic: this runs inside the page's send().
+    for (const listener of listeners) {
+      try {
+        listener(record);
+      } catch (error) {
+        console.error('meter.js: a listener failed', error);
+      }
+    }
   }
   // wire.js calls this: every record so far, then each one as it changes.
   function listen(listener) {

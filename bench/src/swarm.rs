@@ -433,21 +433,11 @@ pub fn check(logs: &[ClientLog], posted: &[u64]) -> Result<(), String> {
             problems.push(format!("page {index}: {}", trouble.join("; ")));
         }
     }
-    if problems.is_empty() {
-        return Ok(());
-    }
-    let shown = problems.len().min(10);
-    Err(format!(
-        "{} of {} pages did not get every item exactly once, in order:\n  {}{}",
-        problems.len(),
+    verdict(
+        &problems,
         logs.len(),
-        problems[..shown].join("\n  "),
-        if problems.len() > shown {
-            "\n  ..."
-        } else {
-            ""
-        }
-    ))
+        "did not get every item exactly once, in order",
+    )
 }
 
 /// The promise of a reset, for pages that may fall behind: every page
@@ -472,20 +462,29 @@ pub fn check_resets(logs: &[ClientLog], posted: &[u64]) -> Result<(), String> {
                 .map(|trouble| format!("page {index}: {trouble}"))
         })
         .collect();
+    verdict(
+        &problems,
+        logs.len(),
+        "broke the promise of a reset (no silent gap, nothing doubled)",
+    )
+}
+
+/// `Ok` without problems; else how many of `pages` pages did `what`, and
+/// the first ten problems, one per line.
+fn verdict(problems: &[String], pages: usize, what: &str) -> Result<(), String> {
     if problems.is_empty() {
         return Ok(());
     }
     let shown = problems.len().min(10);
+    let more = if problems.len() > shown {
+        "\n  ..."
+    } else {
+        ""
+    };
     Err(format!(
-        "{} of {} pages broke the promise of a reset (no silent gap, nothing doubled):\n  {}{}",
+        "{} of {pages} pages {what}:\n  {}{more}",
         problems.len(),
-        logs.len(),
         problems[..shown].join("\n  "),
-        if problems.len() > shown {
-            "\n  ..."
-        } else {
-            ""
-        }
     ))
 }
 

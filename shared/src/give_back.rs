@@ -9,8 +9,7 @@
 //! server's memory stayed about a third higher, for good, though none of
 //! it was in use. `malloc_trim` gives back every whole page in those
 //! holes. [`start`] runs it every [`EVERY`], on a thread of tokio's
-//! blocking pool, where the walk through the heap (a millisecond or so for
-//! a heap of 100 MiB) holds up no socket. Other allocators (jemalloc,
+//! blocking pool, where its walk through the heap holds up no socket. Other allocators (jemalloc,
 //! mimalloc) do this by themselves; on systems without glibc this module
 //! does nothing.
 

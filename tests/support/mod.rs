@@ -100,8 +100,8 @@ pub fn raise_fd_limit() {
 }
 
 /// Waits until `condition` holds, checking every 10 ms, for at most 20 s
-/// (a browser on a busy 2-core machine, sharing it with another test's,
-/// once took longer than 10 s for what takes one here).
+/// (a browser test on a busy 2-core CI machine once waited more than 10 s
+/// for what takes about a second here).
 pub async fn wait_until(what: &str, mut condition: impl AsyncFnMut() -> bool) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     while !condition().await {
